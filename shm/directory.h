@@ -1,0 +1,67 @@
+/* directory.h — the shared-memory user directory: user_id → the connection
+ * holding that user (worker slot, slot epoch, connection generation).
+ *
+ * It lives in one MAP_SHARED region written by the master and every worker. A
+ * robust, process-shared mutex guards it: a process killed while holding it
+ * leaves EOWNERDEAD, and the next locker rebuilds the table from its entries
+ * (so a half-done insert or delete is repaired) before going on.
+ *
+ * Entries of a worker slot whose epoch has since been bumped (the worker died)
+ * count as absent: a crash purges that worker's users in O(1). Such stale
+ * entries are reclaimed lazily. Capacity is fixed at creation. */
+#ifndef WSN_DIRECTORY_H
+#define WSN_DIRECTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIRECTORY_MAX_SLOTS 256
+
+typedef struct directory directory;
+
+typedef struct {
+    int32_t slot;         /* worker slot, -1 = none */
+    uint32_t epoch;       /* the slot's epoch when the entry was written */
+    uint64_t generation;  /* unique per connection, never 0 */
+} dir_holder;
+
+typedef enum {
+    DIR_OK = 0,
+    DIR_FULL,             /* capacity users already present */
+} dir_status;
+
+/* Bytes needed for a directory of this capacity (1..2^24). */
+size_t directory_size(uint32_t capacity);
+
+/* Format mem (directory_size bytes, zeroed, shared mapping). Returns 0 or -1. */
+int directory_init(void *mem, uint32_t capacity);
+
+/* The directory stored at mem, as formatted by directory_init in any process. */
+directory *directory_attach(void *mem);
+
+/* The slot's current epoch; entries written with an older one are absent. */
+uint32_t directory_slot_epoch(const directory *d, int slot);
+
+/* Invalidate every entry of this slot at once (its worker died). Returns the new epoch. */
+uint32_t directory_slot_bump(directory *d, int slot);
+
+/* A fresh connection generation (process-wide unique, increasing, never 0). */
+uint64_t directory_next_generation(directory *d);
+
+/* Make `me` the holder of user. *prev receives the holder it replaced
+ * (prev->slot == -1 when there was none, or it was stale). A user already
+ * present never makes the directory full. */
+dir_status directory_claim(directory *d, int64_t user, const dir_holder *me, dir_holder *prev);
+
+/* Remove user only if its holder is still `generation`. Returns true if removed. */
+bool directory_release(directory *d, int64_t user, uint64_t generation);
+
+/* Current live holder of user. Returns true and fills *out if present. */
+bool directory_lookup(directory *d, int64_t user, dir_holder *out);
+
+/* Number of live entries (stale ones excluded). */
+uint32_t directory_count(directory *d);
+uint32_t directory_capacity(const directory *d);
+
+#endif

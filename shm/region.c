@@ -1,0 +1,116 @@
+/* region.c — create and map the shared region (see region.h). */
+#include "shm/region.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define REGION_MAGIC 0x57534e31u /* "WSN1" */
+
+static size_t page_round(size_t n)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t p = page > 0 ? (size_t)page : 4096;
+    return (n + p - 1) / p * p;
+}
+
+int region_create(shm_region *r, int slots, uint32_t capacity)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    size_t dir_size = directory_size(capacity);
+    if (slots < 1 || slots > REGION_MAX_SLOTS || dir_size == 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t dir_offset = page_round(sizeof(region_header));
+    size_t size = dir_offset + page_round(dir_size);
+    int fd = memfd_create("wsnotifyd-shm", MFD_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem == MAP_FAILED) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    region_header *hdr = mem;
+    hdr->slots = (uint32_t)slots;
+    hdr->size = size;
+    hdr->directory_offset = dir_offset;
+    if (directory_init((char *)mem + dir_offset, capacity) != 0) {
+        munmap(mem, size);
+        close(fd);
+        errno = EINVAL;
+        return -1;
+    }
+    hdr->magic = REGION_MAGIC;
+    r->hdr = hdr;
+    r->dir = directory_attach((char *)mem + dir_offset);
+    r->size = size;
+    r->fd = fd;
+    return 0;
+}
+
+int region_attach(shm_region *r, int fd)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return -1;
+    if ((size_t)st.st_size < sizeof(region_header)) {
+        errno = EINVAL;
+        return -1;
+    }
+    size_t size = (size_t)st.st_size;
+    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (mem == MAP_FAILED)
+        return -1;
+    region_header *hdr = mem;
+    if (hdr->magic != REGION_MAGIC || hdr->size != size || hdr->directory_offset >= size) {
+        munmap(mem, size);
+        errno = EINVAL;
+        return -1;
+    }
+    r->hdr = hdr;
+    r->dir = directory_attach((char *)mem + hdr->directory_offset);
+    r->size = size;
+    r->fd = fd;
+    return 0;
+}
+
+void region_detach(shm_region *r)
+{
+    if (r->hdr != NULL)
+        munmap(r->hdr, r->size);
+    if (r->fd >= 0)
+        close(r->fd);
+    memset(r, 0, sizeof *r);
+    r->fd = -1;
+}
+
+int64_t region_total_connections(const shm_region *r)
+{
+    int64_t total = 0;
+    for (uint32_t i = 0; i < r->hdr->slots; i++)
+        total += atomic_load_explicit(&r->hdr->slot[i].connections, memory_order_relaxed);
+    return total < 0 ? 0 : total;
+}
+
+int region_ready_workers(const shm_region *r)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < r->hdr->slots; i++)
+        n += atomic_load_explicit(&r->hdr->slot[i].ready, memory_order_relaxed) != 0;
+    return n;
+}

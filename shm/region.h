@@ -1,0 +1,61 @@
+/* region.h — the one shared-memory region of a wsnotifyd instance: per-slot
+ * worker state and counters, server-wide counters, and the user directory.
+ * Created by the master (memfd), inherited by every worker as a descriptor, so
+ * it survives worker respawns and dies with the last process holding it. */
+#ifndef WSN_REGION_H
+#define WSN_REGION_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/directory.h"
+
+#define REGION_MAX_SLOTS DIRECTORY_MAX_SLOTS
+
+/* Written by one worker (its own slot) and the master (on the worker's death).
+ * Counters are monotonic and survive a respawn; gauges are reset by the master. */
+typedef struct {
+    _Atomic int32_t pid;            /* current worker process, 0 = none */
+    _Atomic uint32_t ready;         /* worker's loop is accepting */
+    _Atomic int64_t connections;    /* gauge: open WebSocket connections */
+    _Atomic uint64_t accepted;      /* WebSocket upgrades completed */
+    _Atomic uint64_t evictions;     /* older connections closed with 4000 */
+    _Atomic uint64_t frames_in;
+    _Atomic uint64_t frames_out;
+    _Atomic uint64_t queue_dropped; /* datagrams for connections no longer here */
+    _Atomic uint64_t restarts;      /* times this slot's worker was respawned */
+    char pad[64];
+} region_slot;
+
+typedef struct {
+    uint32_t magic;
+    uint32_t slots;
+    uint64_t size;
+    uint64_t directory_offset;
+    region_slot slot[REGION_MAX_SLOTS];
+} region_header;
+
+typedef struct {
+    region_header *hdr;
+    directory *dir;
+    size_t size;
+    int fd;
+} shm_region;
+
+/* Create a memfd-backed region (close-on-exec fd). Returns 0 or -1 with errno. */
+int region_create(shm_region *r, int slots, uint32_t capacity);
+
+/* Map a region created by region_create in another process. Returns 0 or -1. */
+int region_attach(shm_region *r, int fd);
+
+void region_detach(shm_region *r);
+
+/* Server-wide open WebSocket connections (sum of slot gauges). */
+int64_t region_total_connections(const shm_region *r);
+
+/* Slots whose worker is running and accepting. */
+int region_ready_workers(const shm_region *r);
+
+#endif

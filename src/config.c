@@ -1,0 +1,176 @@
+/* config.c — parse and validate wsnotifyd's flags. Every bad value produces a
+ * single line naming the flag; the caller prints it and exits 2. */
+#include "src/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <config.h>
+
+enum {
+    OPT_GRPC_BIND = 256,
+    OPT_HEARTBEAT,
+};
+
+static const struct option long_options[] = {
+    {"workers", required_argument, NULL, 'w'},
+    {"port", required_argument, NULL, 'p'},
+    {"bind", required_argument, NULL, 'b'},
+    {"grpc-port", required_argument, NULL, 'g'},
+    {"grpc-bind", required_argument, NULL, OPT_GRPC_BIND},
+    {"jwt-secret-file", required_argument, NULL, 's'},
+    {"max-connections", required_argument, NULL, 'm'},
+    {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
+    {"log-level", required_argument, NULL, 'l'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+void config_print_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: wsnotifyd [OPTION]...\n"
+            "Real-time notification gateway: gRPC SendNotification in, WebSocket out.\n"
+            "\n"
+            "  -w, --workers N             worker processes to fork, 1..256 (default: online CPUs)\n"
+            "  -p, --port PORT             HTTP/WebSocket port (default: 8080)\n"
+            "  -b, --bind ADDR             address for the HTTP/WebSocket port (default: 0.0.0.0)\n"
+            "  -g, --grpc-port PORT        gRPC port (default: 50056)\n"
+            "      --grpc-bind ADDR        address for the gRPC port (default: 127.0.0.1)\n"
+            "  -s, --jwt-secret-file PATH  HS256 secrets, one per line: the first signs, all verify\n"
+            "                              (default: the JWT_SECRET environment variable)\n"
+            "  -m, --max-connections N     capacity of the user directory, whole server (default: 100000)\n"
+            "      --heartbeat SECONDS     server ping interval; silent for 2 intervals = closed (default: 50)\n"
+            "  -l, --log-level LEVEL       error, warn, info or debug (default: info)\n"
+            "  -h, --help                  print this help and exit\n"
+            "  -V, --version               print the version and exit\n"
+            "\n"
+            "Signals: TERM/INT stop gracefully (clients get close 1001).\n"
+            "See wsnotifyd(8).\n");
+}
+
+void config_defaults(wsn_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = cpus < 1 ? 1 : cpus > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (int)cpus;
+    cfg->port = 8080;
+    snprintf(cfg->bind, sizeof cfg->bind, "%s", "0.0.0.0");
+    cfg->grpc_port = 50056;
+    snprintf(cfg->grpc_bind, sizeof cfg->grpc_bind, "%s", "127.0.0.1");
+    cfg->jwt_secret_file = NULL;
+    cfg->max_connections = 100000;
+    cfg->heartbeat = 50;
+    cfg->log_level = LOG_INFO;
+}
+
+/* A whole decimal number in [min, max]; no sign, no spaces, no trailing junk. */
+static bool parse_range(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+    if (s[0] < '0' || s[0] > '9')
+        return false;
+    errno = 0;
+    char *end = NULL;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_address(const char *s, char *out, size_t out_size)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (strlen(s) >= out_size)
+        return false;
+    if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1)
+        return false;
+    snprintf(out, out_size, "%s", s);
+    return true;
+}
+
+static config_status bad_value(char *err, size_t err_size, const char *flag, const char *value,
+                               const char *expected)
+{
+    snprintf(err, err_size, "%s: invalid value '%s' (expected %s)", flag, value, expected);
+    return CONFIG_USAGE;
+}
+
+config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, char *err,
+                           size_t err_size)
+{
+    unsigned long v;
+    int opt;
+    int index = 0;
+    optind = 0; /* GNU: full re-initialisation, so tests can parse repeatedly */
+    opterr = 0; /* our own messages name the flag */
+    while ((opt = getopt_long(argc, argv, ":w:p:b:g:s:m:l:hV", long_options, &index)) != -1) {
+        switch (opt) {
+        case 'w':
+            if (!parse_range(optarg, 1, CONFIG_MAX_WORKERS, &v))
+                return bad_value(err, err_size, "--workers", optarg, "1..256");
+            cfg->workers = (int)v;
+            break;
+        case 'p':
+            if (!parse_range(optarg, 1, 65535, &v))
+                return bad_value(err, err_size, "--port", optarg, "1..65535");
+            cfg->port = (uint16_t)v;
+            break;
+        case 'g':
+            if (!parse_range(optarg, 1, 65535, &v))
+                return bad_value(err, err_size, "--grpc-port", optarg, "1..65535");
+            cfg->grpc_port = (uint16_t)v;
+            break;
+        case 'b':
+            if (!parse_address(optarg, cfg->bind, sizeof cfg->bind))
+                return bad_value(err, err_size, "--bind", optarg, "an IPv4 or IPv6 address");
+            break;
+        case OPT_GRPC_BIND:
+            if (!parse_address(optarg, cfg->grpc_bind, sizeof cfg->grpc_bind))
+                return bad_value(err, err_size, "--grpc-bind", optarg, "an IPv4 or IPv6 address");
+            break;
+        case 's':
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--jwt-secret-file", optarg, "a file path");
+            cfg->jwt_secret_file = optarg;
+            break;
+        case 'm':
+            if (!parse_range(optarg, 1, 16777216, &v))
+                return bad_value(err, err_size, "--max-connections", optarg, "1..16777216");
+            cfg->max_connections = (uint32_t)v;
+            break;
+        case OPT_HEARTBEAT:
+            if (!parse_range(optarg, 1, 3600, &v))
+                return bad_value(err, err_size, "--heartbeat", optarg, "1..3600 seconds");
+            cfg->heartbeat = (unsigned)v;
+            break;
+        case 'l':
+            if (log_level_parse(optarg, &cfg->log_level) != 0)
+                return bad_value(err, err_size, "--log-level", optarg, "error, warn, info or debug");
+            break;
+        case 'h':
+            config_print_help(out);
+            return CONFIG_EXIT_OK;
+        case 'V':
+            fprintf(out, "wsnotifyd %s\n", PACKAGE_VERSION);
+            return CONFIG_EXIT_OK;
+        case ':':
+            snprintf(err, err_size, "%s: missing value (see --help)", argv[optind - 1]);
+            return CONFIG_USAGE;
+        default:
+            snprintf(err, err_size, "%s: unknown option (see --help)", argv[optind - 1]);
+            return CONFIG_USAGE;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, err_size, "%s: unexpected argument (see --help)", argv[optind]);
+        return CONFIG_USAGE;
+    }
+    return CONFIG_OK;
+}

@@ -1,0 +1,628 @@
+/* test_directory.c — single-process tests of the shared-memory user directory
+ * (shm/directory.c): claim/release/lookup semantics, capacity, slot epochs,
+ * the lazy sweep of stale entries, generations, mapping at two addresses, and
+ * a randomised comparison against a trivially correct model. */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "shm/directory.h"
+
+typedef struct {
+    void *mem;
+    size_t size;
+    directory *d;
+} region;
+
+static const dir_holder NONE = { .slot = -1, .epoch = 0, .generation = 0 };
+
+static void region_open(region *r, uint32_t capacity)
+{
+    r->size = directory_size(capacity);
+    ck_assert_uint_gt(r->size, 0);
+    r->mem = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(r->mem, MAP_FAILED);
+    ck_assert_int_eq(directory_init(r->mem, capacity), 0);
+    r->d = directory_attach(r->mem);
+    ck_assert_ptr_nonnull(r->d);
+}
+
+static void region_close(region *r)
+{
+    ck_assert_int_eq(munmap(r->mem, r->size), 0);
+}
+
+/* A fresh connection of the current incarnation of slot. */
+static dir_holder conn_in(directory *d, int slot)
+{
+    return (dir_holder){
+        .slot = slot,
+        .epoch = directory_slot_epoch(d, slot),
+        .generation = directory_next_generation(d),
+    };
+}
+
+static void assert_same(dir_holder a, dir_holder b)
+{
+    ck_assert_int_eq(a.slot, b.slot);
+    ck_assert_uint_eq(a.epoch, b.epoch);
+    ck_assert_uint_eq(a.generation, b.generation);
+}
+
+/* Claim that must succeed; returns the holder it displaced. */
+static dir_holder claim_ok(directory *d, int64_t user, const dir_holder *me)
+{
+    dir_holder prev = { .slot = 77, .epoch = 77, .generation = 77 };
+    ck_assert_int_eq(directory_claim(d, user, me, &prev), DIR_OK);
+    return prev;
+}
+
+static void claim_full(directory *d, int64_t user, const dir_holder *me)
+{
+    dir_holder prev = { .slot = 77, .epoch = 77, .generation = 77 };
+    ck_assert_int_eq(directory_claim(d, user, me, &prev), DIR_FULL);
+    assert_same(prev, NONE);
+}
+
+static void assert_holder(directory *d, int64_t user, const dir_holder *want)
+{
+    dir_holder got;
+    ck_assert_msg(directory_lookup(d, user, &got), "user %lld missing", (long long)user);
+    assert_same(got, *want);
+}
+
+static void assert_absent(directory *d, int64_t user)
+{
+    dir_holder got = NONE;
+    ck_assert_msg(!directory_lookup(d, user, &got), "user %lld present", (long long)user);
+}
+
+START_TEST(test_size_and_attach)
+{
+    ck_assert_uint_eq(directory_size(0), 0);
+    ck_assert_uint_eq(directory_size((UINT32_C(1) << 24) + 1), 0);
+    ck_assert_uint_gt(directory_size(1), 0);
+    ck_assert_uint_gt(directory_size(1u << 24), directory_size(1000));
+    ck_assert_uint_eq(directory_size(1000) % (size_t)sysconf(_SC_PAGESIZE), 0);
+
+    region r;
+    r.size = directory_size(8);
+    r.mem = mmap(NULL, r.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(r.mem, MAP_FAILED);
+    ck_assert_ptr_null(directory_attach(r.mem)); /* not formatted yet */
+    ck_assert_ptr_null(directory_attach(NULL));
+    ck_assert_int_eq(directory_init(r.mem, 0), -1);
+    ck_assert_int_eq(directory_init(NULL, 8), -1);
+    ck_assert_int_eq(directory_init(r.mem, 8), 0);
+    directory *d = directory_attach(r.mem);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_uint_eq(directory_capacity(d), 8);
+    ck_assert_uint_eq(directory_count(d), 0);
+    ck_assert_uint_ne(directory_slot_epoch(d, 0), 0);
+    ck_assert_uint_eq(directory_slot_epoch(d, -1), 0);
+    ck_assert_uint_eq(directory_slot_epoch(d, DIRECTORY_MAX_SLOTS), 0);
+    region_close(&r);
+}
+END_TEST
+
+START_TEST(test_claim_replace_release)
+{
+    region r;
+    region_open(&r, 16);
+    directory *d = r.d;
+
+    dir_holder a = conn_in(d, 0);
+    assert_same(claim_ok(d, 42, &a), NONE);
+    assert_holder(d, 42, &a);
+    ck_assert_uint_eq(directory_count(d), 1);
+
+    dir_holder b = conn_in(d, 1);
+    assert_same(claim_ok(d, 42, &b), a); /* the claimer learns whom to evict */
+    assert_holder(d, 42, &b);
+    ck_assert_uint_eq(directory_count(d), 1);
+
+    /* The evicted connection closing later must not remove its successor. */
+    ck_assert(!directory_release(d, 42, a.generation));
+    assert_holder(d, 42, &b);
+    ck_assert(!directory_release(d, 43, b.generation));
+    ck_assert(directory_release(d, 42, b.generation));
+    assert_absent(d, 42);
+    ck_assert_uint_eq(directory_count(d), 0);
+    ck_assert(!directory_release(d, 42, b.generation));
+
+    /* Re-claiming your own user displaces your own older connection. */
+    dir_holder c = conn_in(d, 2);
+    dir_holder c2 = conn_in(d, 2);
+    assert_same(claim_ok(d, 42, &c), NONE);
+    assert_same(claim_ok(d, 42, &c2), c);
+    ck_assert_uint_eq(directory_count(d), 1);
+    region_close(&r);
+}
+END_TEST
+
+START_TEST(test_invalid_arguments)
+{
+    region r;
+    region_open(&r, 4);
+    directory *d = r.d;
+    dir_holder ok = conn_in(d, 0);
+    dir_holder bad = ok;
+
+    claim_full(d, 0, &ok);
+    claim_full(d, -5, &ok);
+    claim_full(d, 1, NULL);
+    bad.generation = 0;
+    claim_full(d, 1, &bad);
+    bad = ok;
+    bad.slot = -1;
+    claim_full(d, 1, &bad);
+    bad.slot = DIRECTORY_MAX_SLOTS;
+    claim_full(d, 1, &bad);
+    ck_assert_uint_eq(directory_count(d), 0);
+    ck_assert(!directory_release(d, 0, ok.generation));
+    ck_assert(!directory_release(d, 1, 0));
+    ck_assert(!directory_lookup(d, -1, NULL));
+    ck_assert_uint_eq(directory_slot_bump(d, -1), 0);
+
+    /* prev may be NULL, out may be NULL. */
+    ck_assert_int_eq(directory_claim(d, 1, &ok, NULL), DIR_OK);
+    ck_assert(directory_lookup(d, 1, NULL));
+    region_close(&r);
+}
+END_TEST
+
+START_TEST(test_capacity)
+{
+    region r;
+    region_open(&r, 3);
+    directory *d = r.d;
+    dir_holder h[5];
+    for (int i = 0; i < 5; i++)
+        h[i] = conn_in(d, i % 2);
+
+    for (int i = 0; i < 3; i++)
+        assert_same(claim_ok(d, 100 + i, &h[i]), NONE);
+    ck_assert_uint_eq(directory_count(d), 3);
+    claim_full(d, 103, &h[3]);
+    assert_absent(d, 103);
+    ck_assert_uint_eq(directory_count(d), 3);
+
+    /* A user already present never makes the directory full. */
+    assert_same(claim_ok(d, 101, &h[3]), h[1]);
+    ck_assert_uint_eq(directory_count(d), 3);
+
+    ck_assert(directory_release(d, 100, h[0].generation));
+    assert_same(claim_ok(d, 103, &h[4]), NONE);
+    ck_assert_uint_eq(directory_count(d), 3);
+    claim_full(d, 104, &h[0]);
+    region_close(&r);
+}
+END_TEST
+
+START_TEST(test_slot_bump)
+{
+    region r;
+    region_open(&r, 16);
+    directory *d = r.d;
+    uint32_t e0 = directory_slot_epoch(d, 0);
+
+    dir_holder a = conn_in(d, 0), b = conn_in(d, 0), c = conn_in(d, 1);
+    claim_ok(d, 1, &a);
+    claim_ok(d, 2, &b);
+    claim_ok(d, 3, &c);
+    ck_assert_uint_eq(directory_count(d), 3);
+
+    ck_assert_uint_eq(directory_slot_bump(d, 0), e0 + 1);
+    ck_assert_uint_eq(directory_slot_epoch(d, 0), e0 + 1);
+    ck_assert_uint_eq(directory_count(d), 1); /* at once, no scan */
+    assert_absent(d, 1);
+    assert_absent(d, 2);
+    assert_holder(d, 3, &c);
+
+    /* The respawned worker's connection replaces nobody. */
+    dir_holder a2 = conn_in(d, 0);
+    ck_assert_uint_eq(a2.epoch, e0 + 1);
+    assert_same(claim_ok(d, 1, &a2), NONE);
+    ck_assert_uint_eq(directory_count(d), 2);
+
+    /* Releasing a stale entry works and must not uncount it a second time. */
+    ck_assert(directory_release(d, 2, b.generation));
+    ck_assert(!directory_release(d, 2, b.generation));
+    ck_assert_uint_eq(directory_count(d), 2);
+
+    /* A holder stamped with a dead (or unborn) epoch is refused. */
+    dir_holder zombie = conn_in(d, 0);
+    zombie.epoch = e0;
+    claim_full(d, 3, &zombie);
+    claim_full(d, 9, &zombie);
+    zombie.epoch = e0 + 2;
+    claim_full(d, 9, &zombie);
+    assert_holder(d, 3, &c);
+    ck_assert_uint_eq(directory_count(d), 2);
+
+    /* Moving a user to another slot moves its count too. */
+    dir_holder c2 = conn_in(d, 0);
+    assert_same(claim_ok(d, 3, &c2), c);
+    ck_assert_uint_eq(directory_slot_bump(d, 1), directory_slot_epoch(d, 1));
+    ck_assert_uint_eq(directory_count(d), 2);
+    assert_holder(d, 3, &c2);
+    directory_slot_bump(d, 0);
+    ck_assert_uint_eq(directory_count(d), 0);
+    assert_absent(d, 3);
+    region_close(&r);
+}
+END_TEST
+
+START_TEST(test_stale_entry_respects_capacity)
+{
+    region r;
+    region_open(&r, 1);
+    directory *d = r.d;
+    dir_holder a = conn_in(d, 0);
+    claim_ok(d, 5, &a);
+    directory_slot_bump(d, 0);
+    dir_holder b = conn_in(d, 1);
+    claim_ok(d, 6, &b);
+    /* User 5 still has an entry, but a stale one: it is absent, so full. */
+    dir_holder a2 = conn_in(d, 0);
+    claim_full(d, 5, &a2);
+    ck_assert(directory_release(d, 6, b.generation));
+    assert_same(claim_ok(d, 5, &a2), NONE);
+    ck_assert_uint_eq(directory_count(d), 1);
+    region_close(&r);
+}
+END_TEST
+
+START_TEST(test_many_users)
+{
+    enum { N = 10000 };
+    region r;
+    region_open(&r, N);
+    directory *d = r.d;
+    uint64_t *gen = calloc(N + 1, sizeof *gen);
+    ck_assert_ptr_nonnull(gen);
+
+    for (int64_t u = 1; u <= N; u++) {
+        dir_holder h = conn_in(d, (int)(u % 7));
+        assert_same(claim_ok(d, u, &h), NONE);
+        gen[u] = h.generation;
+    }
+    ck_assert_uint_eq(directory_count(d), N);
+    dir_holder extra = conn_in(d, 0);
+    claim_full(d, N + 1, &extra);
+
+    for (int64_t u = 1; u <= N; u += 2)
+        ck_assert(directory_release(d, u, gen[u]));
+    ck_assert_uint_eq(directory_count(d), N / 2);
+    for (int64_t u = 1; u <= N; u++) {
+        dir_holder got;
+        bool present = directory_lookup(d, u, &got);
+        ck_assert_int_eq(present, u % 2 == 0);
+        if (present)
+            ck_assert_uint_eq(got.generation, gen[u]);
+    }
+    for (int64_t u = 1; u <= N; u += 2) {
+        dir_holder h = conn_in(d, 3);
+        assert_same(claim_ok(d, u, &h), NONE);
+        gen[u] = h.generation;
+    }
+    ck_assert_uint_eq(directory_count(d), N);
+    for (int64_t u = 1; u <= N; u++) {
+        dir_holder got;
+        ck_assert(directory_lookup(d, u, &got));
+        ck_assert_uint_eq(got.generation, gen[u]);
+    }
+    free(gen);
+    region_close(&r);
+}
+END_TEST
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+START_TEST(test_generations)
+{
+    enum { PER_PROC = 20000 };
+    region r;
+    region_open(&r, 4);
+    directory *d = r.d;
+    ck_assert_uint_eq(directory_next_generation(d), 1);
+
+    /* Two processes draw at once: every value must be unique and each one's
+     * sequence increasing. */
+    uint64_t *child = mmap(NULL, PER_PROC * sizeof *child, PROT_READ | PROT_WRITE,
+                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(child, MAP_FAILED);
+    uint64_t *all = malloc(2 * PER_PROC * sizeof *all);
+    ck_assert_ptr_nonnull(all);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        for (int i = 0; i < PER_PROC; i++)
+            child[i] = directory_next_generation(d);
+        _exit(0);
+    }
+    for (int i = 0; i < PER_PROC; i++)
+        all[i] = directory_next_generation(d);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int i = 0; i < PER_PROC; i++) {
+        all[PER_PROC + i] = child[i];
+        if (i > 0) {
+            ck_assert_uint_gt(all[i], all[i - 1]);
+            ck_assert_uint_gt(child[i], child[i - 1]);
+        }
+    }
+    qsort(all, 2 * PER_PROC, sizeof *all, cmp_u64);
+    ck_assert_uint_ne(all[0], 0);
+    for (int i = 1; i < 2 * PER_PROC; i++)
+        ck_assert_uint_ne(all[i], all[i - 1]);
+    free(all);
+    ck_assert_int_eq(munmap(child, PER_PROC * sizeof *child), 0);
+    region_close(&r);
+}
+END_TEST
+
+/* Crash after crash with a full directory: stale entries pile up and only
+ * the sweep keeps the table from overflowing, while live users survive it. */
+START_TEST(test_stale_sweep)
+{
+    enum { CAP = 64, KEEP = 16, ROUNDS = 300 };
+    region r;
+    region_open(&r, CAP);
+    directory *d = r.d;
+    dir_holder keep[KEEP];
+    for (int i = 0; i < KEEP; i++) {
+        keep[i] = conn_in(d, 0);
+        claim_ok(d, 1 + i, &keep[i]);
+    }
+    int64_t next_user = 1000;
+    for (int round = 0; round < ROUNDS; round++) {
+        int slot = 1 + round % 3;
+        for (int i = 0; i < CAP - KEEP; i++) {
+            dir_holder h = conn_in(d, slot);
+            assert_same(claim_ok(d, next_user++, &h), NONE);
+        }
+        ck_assert_uint_eq(directory_count(d), CAP);
+        dir_holder h = conn_in(d, slot);
+        claim_full(d, next_user, &h);
+        directory_slot_bump(d, slot);
+        ck_assert_uint_eq(directory_count(d), KEEP);
+        assert_absent(d, next_user - 1);
+    }
+    for (int i = 0; i < KEEP; i++)
+        assert_holder(d, 1 + i, &keep[i]);
+    for (int i = 0; i < KEEP; i++)
+        ck_assert(directory_release(d, 1 + i, keep[i].generation));
+    ck_assert_uint_eq(directory_count(d), 0);
+    region_close(&r);
+}
+END_TEST
+
+/* The master and each worker map the region wherever mmap puts it. */
+START_TEST(test_two_addresses)
+{
+    uint32_t cap = 100;
+    size_t size = directory_size(cap);
+    int fd = memfd_create("test-directory", MFD_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+    void *m1 = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *m2 = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ck_assert_ptr_ne(m1, MAP_FAILED);
+    ck_assert_ptr_ne(m2, MAP_FAILED);
+    ck_assert_ptr_ne(m1, m2);
+    ck_assert_int_eq(directory_init(m1, cap), 0);
+    directory *a = directory_attach(m1);
+    directory *b = directory_attach(m2);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+
+    dir_holder h[100];
+    for (int i = 0; i < 100; i++) {
+        directory *via = i % 2 ? a : b;
+        h[i] = conn_in(via, i % 3);
+        claim_ok(via, 500 + i, &h[i]);
+    }
+    ck_assert_uint_eq(directory_count(a), 100);
+    ck_assert_uint_eq(directory_count(b), 100);
+    for (int i = 0; i < 100; i++) {
+        assert_holder(a, 500 + i, &h[i]);
+        assert_holder(b, 500 + i, &h[i]);
+    }
+    for (int i = 0; i < 100; i += 2)
+        ck_assert(directory_release(i % 4 ? a : b, 500 + i, h[i].generation));
+    directory_slot_bump(b, 1);
+    uint32_t expect = 0;
+    for (int i = 0; i < 100; i++) {
+        bool live = i % 2 == 1 && i % 3 != 1;
+        expect += live;
+        ck_assert_int_eq(directory_lookup(a, 500 + i, NULL), live);
+    }
+    ck_assert_uint_eq(directory_count(a), expect);
+    ck_assert_uint_eq(directory_next_generation(a) + 1, directory_next_generation(b));
+    ck_assert_int_eq(munmap(m1, size), 0);
+    ck_assert_int_eq(munmap(m2, size), 0);
+    ck_assert_int_eq(close(fd), 0);
+}
+END_TEST
+
+/* ---- randomised comparison with a model -------------------------------- */
+
+enum { MODEL_SLOTS = 3 };
+
+typedef struct {
+    bool present;      /* an entry exists, live or stale */
+    dir_holder holder;
+} model_user;
+
+typedef struct {
+    uint32_t capacity;
+    int64_t users;
+    model_user *user;  /* indexed by user id, 1..users */
+    uint32_t epoch[MODEL_SLOTS];
+    uint64_t rng;
+} model;
+
+static uint64_t rnd(model *m)
+{
+    m->rng ^= m->rng << 13;
+    m->rng ^= m->rng >> 7;
+    m->rng ^= m->rng << 17;
+    return m->rng;
+}
+
+static bool model_live(const model *m, const model_user *mu)
+{
+    return mu->present && mu->holder.epoch == m->epoch[mu->holder.slot];
+}
+
+static uint32_t model_count(const model *m)
+{
+    uint32_t n = 0;
+    for (int64_t u = 1; u <= m->users; u++)
+        n += model_live(m, &m->user[u]);
+    return n;
+}
+
+static void model_claim(model *m, directory *d, int64_t u)
+{
+    model_user *mu = &m->user[u];
+    int slot = (int)(rnd(m) % MODEL_SLOTS);
+    dir_holder me = { .slot = slot, .epoch = m->epoch[slot], .generation = directory_next_generation(d) };
+    dir_holder prev;
+    dir_status st = directory_claim(d, u, &me, &prev);
+    if (model_live(m, mu)) {
+        ck_assert_int_eq(st, DIR_OK);
+        assert_same(prev, mu->holder);
+    } else if (model_count(m) >= m->capacity) {
+        ck_assert_int_eq(st, DIR_FULL);
+        assert_same(prev, NONE);
+        return;
+    } else {
+        ck_assert_int_eq(st, DIR_OK);
+        assert_same(prev, NONE);
+    }
+    mu->present = true;
+    mu->holder = me;
+}
+
+static void model_release(model *m, directory *d, int64_t u)
+{
+    model_user *mu = &m->user[u];
+    bool right = mu->present && rnd(m) % 4 != 0;
+    uint64_t gen = right ? mu->holder.generation : 1 + rnd(m) % 1000000;
+    bool matches = mu->present && mu->holder.generation == gen;
+    bool removed = directory_release(d, u, gen);
+    if (!matches) {
+        ck_assert(!removed);
+    } else if (model_live(m, mu)) {
+        ck_assert(removed);
+        mu->present = false;
+    } else {
+        /* A stale entry may already have been swept away: either answer is
+         * right, and either way it is gone now. */
+        mu->present = false;
+    }
+}
+
+static void model_lookup(model *m, directory *d, int64_t u)
+{
+    model_user *mu = &m->user[u];
+    dir_holder got = NONE;
+    bool present = directory_lookup(d, u, &got);
+    ck_assert_int_eq(present, model_live(m, mu));
+    if (present)
+        assert_same(got, mu->holder);
+}
+
+static void run_model(uint32_t capacity, int64_t users, long ops, uint64_t seed)
+{
+    region r;
+    region_open(&r, capacity);
+    model m = { .capacity = capacity, .users = users, .rng = seed };
+    m.user = calloc((size_t)users + 1, sizeof *m.user);
+    ck_assert_ptr_nonnull(m.user);
+    for (int s = 0; s < MODEL_SLOTS; s++)
+        m.epoch[s] = directory_slot_epoch(r.d, s);
+
+    for (long i = 0; i < ops; i++) {
+        /* Large ids too: the hash must spread whatever the id looks like. */
+        int64_t u = 1 + (int64_t)(rnd(&m) % (uint64_t)users);
+        unsigned op = (unsigned)(rnd(&m) % 1000);
+        if (op < 450)
+            model_claim(&m, r.d, u);
+        else if (op < 750)
+            model_release(&m, r.d, u);
+        else if (op < 995)
+            model_lookup(&m, r.d, u);
+        else {
+            int slot = (int)(rnd(&m) % MODEL_SLOTS);
+            m.epoch[slot] = directory_slot_bump(r.d, slot);
+        }
+        ck_assert_uint_eq(directory_count(r.d), model_count(&m));
+    }
+    for (int64_t u = 1; u <= users; u++)
+        model_lookup(&m, r.d, u);
+    free(m.user);
+    region_close(&r);
+}
+
+START_TEST(test_model_tiny)
+{
+    /* 16 entries for 24 users: every run wraps around the table end. */
+    run_model(8, 24, 200000, 0x9e3779b97f4a7c15u);
+}
+END_TEST
+
+START_TEST(test_model_small)
+{
+    run_model(1, 3, 20000, 12345);
+    run_model(5, 40, 100000, 777);
+}
+END_TEST
+
+START_TEST(test_model_medium)
+{
+    run_model(300, 700, 60000, 0xdeadbeefcafef00du);
+}
+END_TEST
+
+static Suite *directory_suite(void)
+{
+    Suite *s = suite_create("directory");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_size_and_attach);
+    tcase_add_test(tc, test_claim_replace_release);
+    tcase_add_test(tc, test_invalid_arguments);
+    tcase_add_test(tc, test_capacity);
+    tcase_add_test(tc, test_slot_bump);
+    tcase_add_test(tc, test_stale_entry_respects_capacity);
+    tcase_add_test(tc, test_many_users);
+    tcase_add_test(tc, test_generations);
+    tcase_add_test(tc, test_stale_sweep);
+    tcase_add_test(tc, test_two_addresses);
+    tcase_add_test(tc, test_model_tiny);
+    tcase_add_test(tc, test_model_small);
+    tcase_add_test(tc, test_model_medium);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(directory_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

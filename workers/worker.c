@@ -1,0 +1,342 @@
+/* worker.c — a worker process's event loop: accepting clients on its slot's
+ * listening socket, reading its slot queue, the 1-second deadline sweep
+ * (handshake and close timeouts, silent clients), heartbeat pings, and the
+ * graceful stop on SIGTERM (every client gets close 1001). */
+#include "workers/worker.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/queue.h"
+#include "src/log.h"
+#include "workers/conn.h"
+#include "workers/http_response.h"
+
+#define WORKER_SCRATCH (WS_MAX_MESSAGE + WS_MAX_FRAME_HEADER + 1024)
+#define WORKER_ACCEPTS_PER_EVENT 64
+#define WORKER_QUEUE_READS_PER_EVENT 256
+#define WORKER_STOP_GRACE 3u   /* seconds for clients to take their 1001 */
+
+int worker_handoff_format(const worker_handoff *h, char *out, size_t out_size)
+{
+    int n = snprintf(out, out_size, "%d:%d:%d:%d:%d:", h->slot, h->slots, h->listen_fd,
+                     h->shm_fd, h->queue_fd);
+    if (n < 0 || (size_t)n >= out_size)
+        return -1;
+    size_t len = (size_t)n;
+    for (int i = 0; i < h->slots; i++) {
+        n = snprintf(out + len, out_size - len, i ? ",%d" : "%d", h->queue_out[i]);
+        if (n < 0 || (size_t)n >= out_size - len)
+            return -1;
+        len += (size_t)n;
+    }
+    return 0;
+}
+
+static int parse_int(const char **p, char end, int min, int max)
+{
+    char *e = NULL;
+    errno = 0;
+    long v = strtol(*p, &e, 10);
+    if (errno != 0 || e == *p || *e != end || v < min || v > max)
+        return -1;
+    *p = e + (end ? 1 : 0);
+    return (int)v;
+}
+
+int worker_handoff_parse(const char *spec, worker_handoff *h)
+{
+    const char *p = spec;
+    memset(h, 0, sizeof *h);
+    h->slots = 1;
+    if ((h->slot = parse_int(&p, ':', 0, REGION_MAX_SLOTS - 1)) < 0 ||
+        (h->slots = parse_int(&p, ':', 1, REGION_MAX_SLOTS)) < 0 ||
+        (h->listen_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
+        (h->shm_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
+        (h->queue_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 || h->slot >= h->slots)
+        return -1;
+    for (int i = 0; i < h->slots; i++) {
+        char end = i + 1 < h->slots ? ',' : '\0';
+        if ((h->queue_out[i] = parse_int(&p, end, 0, 1 << 20)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+void worker_clock(worker *w)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        w->now = (uint32_t)ts.tv_sec;
+}
+
+int worker_send_evict(worker *w, int slot, int64_t user, uint64_t generation)
+{
+    queue_msg m = {.type = QMSG_EVICT, .user = user, .generation = generation};
+    if (queue_send(w->h.queue_out[slot], &m) != 0) {
+        /* The other worker's queue is full or gone; its entry was replaced in
+         * the directory anyway, so it can no longer receive notifications. */
+        log_warn("cannot send eviction of UserID=%lld to worker %d: %s", (long long)user, slot,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void worker_pause_accept(worker *w)
+{
+    /* Out of descriptors: stop accepting for a moment instead of spinning. */
+    struct timeval tv = {0, 100 * 1000};
+    if (event_del(w->accept_ev) != 0 || event_add(w->resume_accept_ev, &tv) != 0)
+        log_error("cannot pause accepting");
+}
+
+static void worker_on_resume_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    if (!w->stopping && event_add(w->accept_ev, NULL) != 0)
+        log_error("cannot resume accepting");
+}
+
+static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    worker_clock(w);
+    for (int i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
+        int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("accept: %s; pausing accepts for 100 ms", strerror(errno));
+                worker_pause_accept(w);
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                       errno != ECONNABORTED) {
+                log_warn("accept: %s", strerror(errno));
+            }
+            break;
+        }
+        int one = 1;
+        if (setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+            log_debug("TCP_NODELAY: %s", strerror(errno));
+        conn_accept(w, cfd);
+    }
+    conn_reap(w);
+}
+
+static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    worker_clock(w);
+    for (int i = 0; i < WORKER_QUEUE_READS_PER_EVENT; i++) {
+        ssize_t n = recv(fd, w->qbuf, QUEUE_MAX_DATAGRAM, MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                log_error("queue read: %s", strerror(errno));
+            break;
+        }
+        queue_msg m;
+        if ((size_t)n > QUEUE_MAX_DATAGRAM || queue_msg_decode(w->qbuf, (size_t)n, &m) != 0) {
+            log_warn("dropping a corrupt queue datagram (%zd bytes)", n);
+            continue;
+        }
+        if (m.type == QMSG_EVICT)
+            ws_session_evict(w, m.user, m.generation);
+        else
+            ws_session_deliver(w, m.user, m.generation, m.payload, m.payload_len, m.accepted_ns);
+    }
+    conn_reap(w);
+}
+
+/* Deadlines, checked once a second from the head of each ordered list. */
+static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    worker_clock(w);
+    conn *c;
+    while ((c = w->handshaking.head) != NULL && w->now - c->since >= CONN_HANDSHAKE_TIMEOUT) {
+        char resp[256];
+        size_t n = http_response_error(resp, sizeof resp, 408, "handshake timeout", "");
+        log_info("HTTP 408: request not complete within %u s", CONN_HANDSHAKE_TIMEOUT);
+        conn_close_http(c, resp, n);
+        if (c->list == &w->handshaking) /* not moved on: make sure it leaves */
+            conn_abort(c, "handshake timeout");
+    }
+    while ((c = w->closing.head) != NULL && w->now - c->since >= CONN_CLOSE_TIMEOUT)
+        conn_abort(c, "close timeout");
+    uint32_t silent = 2 * w->cfg->heartbeat;
+    while ((c = w->open.head) != NULL && w->now - c->since >= silent) {
+        log_info("closing UserID=%lld: silent for %u s", (long long)c->user_id, silent);
+        conn_close_ws(c, WS_CLOSE_POLICY, "heartbeat timeout");
+        if (c->list == &w->open)
+            conn_abort(c, "heartbeat timeout");
+    }
+    conn_reap(w);
+    if (w->stopping && w->open.count + w->closing.count + w->handshaking.count == 0)
+        event_base_loopbreak(w->base);
+    else if (w->stopping && w->now - w->stop_started >= WORKER_STOP_GRACE)
+        event_base_loopbreak(w->base);
+}
+
+static void worker_on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    worker_clock(w);
+    for (conn *c = w->open.head, *next; c != NULL; c = next) {
+        next = c->next;
+        conn_send_frame(c, WS_OP_PING, NULL, 0);
+    }
+    conn_reap(w);
+}
+
+static void worker_stop(worker *w)
+{
+    if (w->stopping)
+        return;
+    w->stopping = true;
+    w->stop_started = w->now;
+    atomic_store(&w->stats->ready, 0);
+    if (event_del(w->accept_ev) != 0 || event_del(w->resume_accept_ev) != 0)
+        log_warn("cannot stop accepting");
+    size_t n = w->open.count;
+    conn *c;
+    while ((c = w->open.head) != NULL) {
+        conn_close_ws(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        if (c->list == &w->open)
+            conn_abort(c, "shutdown");
+    }
+    while ((c = w->handshaking.head) != NULL)
+        conn_abort(c, "shutdown");
+    conn_reap(w);
+    log_info("stopping: closed %zu connections with 1001", n);
+    if (w->closing.count == 0)
+        event_base_loopbreak(w->base);
+}
+
+static void worker_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    worker *w = arg;
+    worker_clock(w);
+    if (sig == SIGHUP) {
+        log_info("SIGHUP: nothing to reload yet");
+        return;
+    }
+    worker_stop(w);
+}
+
+static int worker_setup_events(worker *w)
+{
+    static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
+    struct timeval second = {1, 0};
+    struct timeval heartbeat = {(time_t)w->cfg->heartbeat, 0};
+    w->base = event_base_new();
+    if (w->base == NULL)
+        return -1;
+    w->accept_ev = event_new(w->base, w->h.listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
+    w->resume_accept_ev = evtimer_new(w->base, worker_on_resume_accept, w);
+    w->queue_ev = event_new(w->base, w->h.queue_fd, EV_READ | EV_PERSIST, worker_on_queue, w);
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_on_tick, w);
+    w->heartbeat_ev = event_new(w->base, -1, EV_PERSIST, worker_on_heartbeat, w);
+    if (!w->accept_ev || !w->resume_accept_ev || !w->queue_ev || !w->tick_ev || !w->heartbeat_ev)
+        return -1;
+    for (int i = 0; i < 3; i++) {
+        w->signal_ev[i] = evsignal_new(w->base, signals[i], worker_on_signal, w);
+        if (w->signal_ev[i] == NULL || event_add(w->signal_ev[i], NULL) != 0)
+            return -1;
+    }
+    if (event_add(w->accept_ev, NULL) != 0 || event_add(w->queue_ev, NULL) != 0 ||
+        event_add(w->tick_ev, &second) != 0 || event_add(w->heartbeat_ev, &heartbeat) != 0)
+        return -1;
+    return 0;
+}
+
+static void worker_teardown(worker *w)
+{
+    conn *c;
+    conn_list *lists[] = {&w->open, &w->handshaking, &w->closing};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        while ((c = lists[i]->head) != NULL)
+            conn_abort(c, "exit");
+    }
+    conn_reap(w);
+    struct event *evs[] = {w->accept_ev, w->resume_accept_ev, w->queue_ev, w->tick_ev,
+                           w->heartbeat_ev, w->signal_ev[0], w->signal_ev[1], w->signal_ev[2]};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i] != NULL)
+            event_free(evs[i]);
+    if (w->base != NULL)
+        event_base_free(w->base);
+    user_map_free(&w->users);
+    secrets_free(&w->secrets);
+    free(w->scratch);
+    free(w->qbuf);
+    region_detach(&w->shm);
+}
+
+int worker_main(const wsn_config *cfg, const char *handoff_spec)
+{
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.cfg = cfg;
+    user_map_init(&w.users);
+    w.shm.fd = -1;
+    if (worker_handoff_parse(handoff_spec, &w.h) != 0) {
+        fprintf(stderr, "wsnotifyd: worker: bad WSNOTIFY_WORKER value\n");
+        return 1;
+    }
+    char role[32];
+    snprintf(role, sizeof role, "worker %d", w.h.slot);
+    log_setup(role, cfg->log_level);
+    /* Never outlive the master: it owns the port. TERM lets clients get 1001. */
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
+        log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
+    int status = 1;
+    char err[256];
+    if (region_attach(&w.shm, w.h.shm_fd) != 0) {
+        log_error("cannot map the shared region: %s", strerror(errno));
+        goto out;
+    }
+    w.stats = &w.shm.hdr->slot[w.h.slot];
+    w.epoch = directory_slot_epoch(w.shm.dir, w.h.slot);
+    if (secrets_load(&w.secrets, cfg->jwt_secret_file, err, sizeof err) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    w.scratch_size = WORKER_SCRATCH;
+    w.scratch = malloc(w.scratch_size);
+    w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
+    if (w.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0) {
+        log_error("cannot set up the event loop");
+        goto out;
+    }
+    worker_clock(&w);
+    atomic_store(&w.stats->ready, 1);
+    log_debug("accepting (epoch %u)", w.epoch);
+    if (event_base_dispatch(w.base) < 0) {
+        log_error("event loop failed");
+        goto out;
+    }
+    status = 0;
+out:
+    if (w.stats != NULL)
+        atomic_store(&w.stats->ready, 0);
+    worker_teardown(&w);
+    return status;
+}
