@@ -68,7 +68,7 @@ struct directory {
     uint32_t undo_index;
     dir_holder undo_holder;       /* what that entry held before */
 
-    /* Written under lock, read without it. */
+    /* Read without the lock; epoch[] and live[] are written under it. */
     _Atomic uint64_t next_generation;
     _Atomic uint32_t epoch[DIRECTORY_MAX_SLOTS];
     _Atomic uint32_t live[DIRECTORY_MAX_SLOTS];
@@ -76,12 +76,23 @@ struct directory {
 
 /* ---- small helpers ---------------------------------------------------- */
 
+#ifdef DIRECTORY_CRASH_POINTS
+/* Test builds only: the test that compiles this file in defines the function
+ * to SIGKILL itself at the n-th point, and so proves that every intermediate
+ * state an update can leave behind is repaired. */
+void directory_crash_point(void);
+#define CRASH_POINT() directory_crash_point()
+#else
+#define CRASH_POINT() ((void)0)
+#endif
+
 /* A process can die between any two instructions, and its successor sees
  * exactly the stores that ran before that point. Only the compiler could
  * reorder them; a signal fence forbids that and costs nothing at run time. */
 static void order_stores(void)
 {
     atomic_signal_fence(memory_order_seq_cst);
+    CRASH_POINT();
 }
 
 static _Noreturn void die(const char *what, int rc)
@@ -173,10 +184,14 @@ static dir_holder entry_holder(const dir_entry *e)
     return (dir_holder){ .slot = e->slot, .epoch = e->epoch, .generation = e->generation };
 }
 
+/* Not atomic: callers write only entries that are empty or covered by the
+ * undo record (the crash points stand for a kill between the fields). */
 static void set_holder(dir_entry *e, const dir_holder *h)
 {
     e->generation = h->generation;
+    CRASH_POINT();
     e->slot = h->slot;
+    CRASH_POINT();
     e->epoch = h->epoch;
 }
 
@@ -333,14 +348,15 @@ static void dir_lock(directory *d)
         rc = pthread_mutex_consistent(&d->lock);
         if (rc != 0)
             die("pthread_mutex_consistent", rc);
-        return;
-    }
-    if (rc != 0)
+    } else if (rc != 0) {
         die("pthread_mutex_lock", rc);
+    }
+    CRASH_POINT();
 }
 
 static void dir_unlock(directory *d)
 {
+    CRASH_POINT();
     int rc = pthread_mutex_unlock(&d->lock);
     if (rc != 0)
         die("pthread_mutex_unlock", rc);
@@ -390,8 +406,8 @@ int directory_init(void *mem, uint32_t capacity)
         atomic_init(&d->live[s], 0);
     }
     /* The tables are the caller's zeroed memory: empty as they are, and left
-     * untouched so that a large directory costs no RAM until it fills. */
-    /* Magic last: a region caught half-formatted is rejected by attach. */
+     * untouched so that a large directory costs no RAM until it fills.
+     * Magic last: a region caught half-formatted is rejected by attach. */
     atomic_thread_fence(memory_order_release);
     d->magic = DIRECTORY_MAGIC;
     return 0;
@@ -433,6 +449,7 @@ uint32_t directory_slot_bump(directory *d, int slot)
     if (epoch == 0) /* wrapped after 2^32 crashes: keep 0 never live */
         epoch = 1;
     atomic_store_explicit(&d->epoch[slot], epoch, memory_order_release);
+    order_stores(); /* a kill here leaves live[] stale: the repair recounts */
     atomic_store_explicit(&d->live[slot], 0, memory_order_relaxed);
     dir_unlock(d);
     return epoch;

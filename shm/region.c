@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define REGION_MAGIC 0x57534e31u /* "WSN1" */
@@ -53,6 +54,12 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
         errno = EINVAL;
         return -1;
     }
+    /* Ids start from microseconds since the epoch, so a restart does not reuse
+     * numbers handed out before it (at under a million ids per second). */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    atomic_store(&hdr->next_notification_id,
+                 (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000);
     hdr->magic = REGION_MAGIC;
     r->hdr = hdr;
     r->dir = directory_attach((char *)mem + dir_offset);
@@ -113,4 +120,14 @@ int region_ready_workers(const shm_region *r)
     for (uint32_t i = 0; i < r->hdr->slots; i++)
         n += atomic_load_explicit(&r->hdr->slot[i].ready, memory_order_relaxed) != 0;
     return n;
+}
+
+int64_t region_next_notification_id(shm_region *r)
+{
+    return atomic_fetch_add_explicit(&r->hdr->next_notification_id, 1, memory_order_relaxed);
+}
+
+void region_count_notification(shm_region *r, notify_outcome outcome)
+{
+    atomic_fetch_add_explicit(&r->hdr->notifications[outcome], 1, memory_order_relaxed);
 }

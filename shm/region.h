@@ -29,11 +29,23 @@ typedef struct {
     char pad[64];
 } region_slot;
 
+/* Outcomes of SendNotification, counted by the master's router. */
+typedef enum {
+    NOTIFY_DELIVERED = 0,   /* queued to a live holder */
+    NOTIFY_OFFLINE,         /* user not connected */
+    NOTIFY_DROPPED,         /* holder's queue full or gone */
+    NOTIFY_INVALID,         /* INVALID_ARGUMENT */
+    NOTIFY_NOT_PUSHED,      /* send_push false */
+    NOTIFY_OUTCOMES
+} notify_outcome;
+
 typedef struct {
     uint32_t magic;
     uint32_t slots;
     uint64_t size;
     uint64_t directory_offset;
+    _Atomic int64_t next_notification_id;   /* server-assigned ids, from a time base */
+    _Atomic uint64_t notifications[NOTIFY_OUTCOMES];
     region_slot slot[REGION_MAX_SLOTS];
 } region_header;
 
@@ -54,6 +66,11 @@ void region_detach(shm_region *r);
 
 /* Server-wide open WebSocket connections (sum of slot gauges). */
 int64_t region_total_connections(const shm_region *r);
+
+/* The next server-assigned notification id. */
+int64_t region_next_notification_id(shm_region *r);
+
+void region_count_notification(shm_region *r, notify_outcome outcome);
 
 /* Slots whose worker is running and accepting. */
 int region_ready_workers(const shm_region *r);

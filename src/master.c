@@ -31,8 +31,10 @@
 
 #include "shm/queue.h"
 #include "shm/region.h"
+#include "src/grpc_endpoint.h"
 #include "src/listener.h"
 #include "src/log.h"
+#include "src/router.h"
 #include "src/secrets.h"
 #include "workers/worker.h"
 
@@ -68,6 +70,9 @@ struct master {
     struct event *kill_ev;
     bool stopping;
     int running;
+    int queue_out[REGION_MAX_SLOTS];  /* the router's view of the slot queues */
+    router router;
+    grpc_endpoint *grpc;              /* started after the workers; NULL once stopped */
 };
 
 static void master_raise_nofile(void)
@@ -249,6 +254,10 @@ static void master_stop(master *m, int sig)
     if (m->stopping)
         return;
     m->stopping = true;
+    /* gRPC first: its in-flight calls still reach live workers while they finish. */
+    log_info("%s: stopping the gRPC endpoint", strsignal(sig));
+    grpc_endpoint_stop(m->grpc);
+    m->grpc = NULL;
     log_info("%s: stopping %d workers", strsignal(sig), m->running);
     for (int i = 0; i < m->slots; i++)
         if (m->slot[i].respawn_ev != NULL && event_del(m->slot[i].respawn_ev) != 0)
@@ -351,6 +360,22 @@ static void master_teardown(master *m)
         region_detach(&m->shm);
 }
 
+/* After the workers exist: gRPC's threads start here (workers are exec'd, so
+ * later respawns stay safe). The router sends to every slot's queue. */
+static int master_start_grpc(master *m, char *err, size_t err_size)
+{
+    for (int i = 0; i < m->slots; i++)
+        m->queue_out[i] = m->slot[i].queue.sender_end;
+    m->router = (router){.shm = &m->shm, .slots = m->slots, .queue_out = m->queue_out};
+    m->grpc = grpc_endpoint_start(m->cfg->grpc_bind, m->cfg->grpc_port, &m->router, err,
+                                  err_size);
+    if (m->grpc == NULL)
+        return -1;
+    log_info("gRPC listening on %s:%u", m->cfg->grpc_bind,
+             (unsigned)grpc_endpoint_port(m->grpc));
+    return 0;
+}
+
 int master_main(const wsn_config *cfg, char **argv)
 {
     static master m; /* large (slot table); zeroed; the process's one master context */
@@ -364,7 +389,8 @@ int master_main(const wsn_config *cfg, char **argv)
     char err[512];
     secret_set secrets;
     if (secrets_load(&secrets, cfg->jwt_secret_file, err, sizeof err) != 0) {
-        fprintf(stderr, "wsnotifyd: %s\n", err);
+        fprintf(stderr, "wsnotifyd: %s%s\n", cfg->jwt_secret_file ? "--jwt-secret-file: " : "",
+                err);
         return 1;
     }
     secrets_free(&secrets); /* checked here so a bad setup fails before forking */
@@ -372,6 +398,11 @@ int master_main(const wsn_config *cfg, char **argv)
     int status = 1;
     if (master_open_resources(&m, err, sizeof err) != 0) {
         fprintf(stderr, "wsnotifyd: --port %u: %s\n", (unsigned)cfg->port, err);
+        goto out;
+    }
+    /* Fail before forking if the gRPC port is taken (gRPC binds it only later). */
+    if (listener_check_free(cfg->grpc_bind, cfg->grpc_port, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: --grpc-port %u: %s\n", (unsigned)cfg->grpc_port, err);
         goto out;
     }
     if (master_setup_events(&m) != 0) {
@@ -383,6 +414,10 @@ int master_main(const wsn_config *cfg, char **argv)
             master_schedule_respawn(&m, i);
     log_info("listening on %s:%u (HTTP/WebSocket) with %d workers, directory capacity %u",
              cfg->bind, (unsigned)cfg->port, m.slots, cfg->max_connections);
+    if (master_start_grpc(&m, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: --grpc-port %u: %s\n", (unsigned)cfg->grpc_port, err);
+        goto out;
+    }
     if (event_base_dispatch(m.base) < 0) {
         log_error("event loop failed");
         goto out;
@@ -390,6 +425,8 @@ int master_main(const wsn_config *cfg, char **argv)
     status = 0;
     log_info("stopped");
 out:
+    grpc_endpoint_stop(m.grpc);
+    m.grpc = NULL;
     if (m.running > 0) {
         master_signal_workers(&m, SIGKILL);
         while (waitpid(-1, NULL, 0) > 0)

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import socket
-import struct
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from wsnclient import OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
 WSNOTIFYD = os.environ.get("WSNOTIFYD", "")
 WORKERS = 4
 TEST_TIMEOUT = 45          # seconds, per test (SIGALRM)
-GLOBAL_TIMEOUT = 170       # seconds, whole file
+GLOBAL_TIMEOUT = 150       # seconds, whole file
 
 _uids = itertools.count(1000 + (os.getpid() % 97) * 1000)
 NOTES = []                 # spec deviations that do not fail a test
@@ -56,6 +55,8 @@ def _with_log_dump(fn):
     def wrapper(self, *a, **kw):
         try:
             return fn(self, *a, **kw)
+        except unittest.SkipTest:
+            raise
         except BaseException:
             for d in self._daemons():
                 print("\n----- %s: last log lines of %s (%s)" % (self.id(), d.name or "daemon", d.log_path))
@@ -310,8 +311,12 @@ class BasicTests(E2ETest):
         for path in ("/nope", "/", "/ws/extra", "/healthz", "/health/x"):
             r = self.d.http("GET", path)
             self.assert_http_json(r, 404, "GET %s" % path)
-        for method, path in (("POST", "/health"), ("PUT", "/health"), ("DELETE", "/health"),
-                             ("POST", "/ws"), ("POST", "/metrics")):
+        checks = [("POST", "/health"), ("PUT", "/health"), ("DELETE", "/health"), ("POST", "/ws")]
+        if self.d.http("GET", "/metrics").status == 404:
+            note("GET /metrics -> 404 (not implemented yet?), so POST /metrics -> 405 was not checked")
+        else:
+            checks.append(("POST", "/metrics"))
+        for method, path in checks:
             r = self.d.http(method, path, body=b"{}" if method != "DELETE" else b"")
             self.assert_http_json(r, 405, "%s %s" % (method, path))
             if r.header("allow") is None:
@@ -384,7 +389,7 @@ class BasicTests(E2ETest):
             ("header without colon", b"GET /ws HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n", (400,)),
             ("NUL bytes", b"\x00" * 100 + b"\r\n\r\n", (400,)),
             ("HTTP/2.0", b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n", (400, 505)),
-            ("bare LF garbage", b"\xff\xfe\xfd\n\n", (400,)),
+            ("high bytes", b"\xff\xfe\xfd GET / HTTP/1.1\r\n\r\n", (400,)),
         ]
         pad = "X-Pad: " + "a" * 9000 + "\r\n"
         many = "".join("X-H%d: v\r\n" % i for i in range(100))
@@ -574,6 +579,7 @@ class BasicTests(E2ETest):
                     closed[name] = time.monotonic() - t0
         for s in socks.values():
             s.close()
+        print("  [closed after: %s]" % ", ".join("%s %.2fs" % (n, t) for n, t in sorted(closed.items())))
         for name in socks:
             self.assertIn(name, closed, "%s: still open after 14 s (answer so far %r)" % (name, answers.get(name)))
             self.assertGreaterEqual(closed[name], 8.5, "%s: closed too early (%.1fs)" % (name, closed[name]))
@@ -722,7 +728,8 @@ class HeartbeatTests(E2ETest):
         self.assertIsNotNone(silent_closed_at, "silent client still open after 4.5 s with --heartbeat 1 "
                              "(pings it got: %d)" % len(silent.pings_received))
         print("  [silent client closed after %.2fs: %r]" % (silent_closed_at, silent_result))
-        self.assertGreaterEqual(silent_closed_at, 1.5, "silent client closed too early")
+        # (test_silent_client_not_closed_early checks the 2-interval bound precisely)
+        self.assertGreaterEqual(silent_closed_at, 1.0, "silent client closed too early")
         self.assertGreaterEqual(len(alive.pings_received), 3, "pings in 4.5 s: %d" % len(alive.pings_received))
         self.assertTrue(len(silent.pings_received) >= 1, "the silent client never got a ping")
         self.assert_ping_pong(alive, "pong-answering client after 4.5 s")
@@ -733,6 +740,32 @@ class HeartbeatTests(E2ETest):
             if msg == {"type": "pong", "data": {"status": "ok"}}:
                 break
         self.health_eq(self.d, 2, 3, "after the silent client was dropped")
+
+
+    def test_silent_client_not_closed_early(self):
+        """SPEC: close a connection that has sent nothing for two intervals, so not before
+        2 s with --heartbeat 1.  The daemon is started at the start of a second and the
+        client's last activity falls late in a second, where a clock truncated to whole
+        seconds would make the silence look a second longer than it is."""
+        while time.monotonic() % 1.0 > 0.05:
+            time.sleep(0.002)
+        d = self.new_daemon(workers=1, heartbeat=1)
+        results = []
+        for _ in range(2):
+            while not 0.93 <= time.monotonic() % 1.0 < 0.97:
+                time.sleep(0.002)
+            c, uid, _ = self.open_client(d, auto_pong=False)
+            t_conn = time.monotonic()        # the server saw the client last before this
+            try:
+                got = c.wait_closed(6)
+            except wc.WSTimeout:
+                self.fail("silent client %d not closed within 6 s with --heartbeat 1" % uid)
+            results.append((round(time.monotonic() - t_conn, 3), round(t_conn % 1.0, 3), got))
+            c.abort()
+        print("  [silence before close (s), monotonic fraction at connect, close: %r]" % results)
+        for silence, frac, got in results:
+            self.assertGreaterEqual(silence, 1.9, "closed after %.3f s of silence (< 2 intervals of 1 s); "
+                                    "connected at monotonic fraction %.3f; %r" % (silence, frac, got))
 
 
 # =========================================================================== worker crash
@@ -876,6 +909,64 @@ class ShutdownTests(E2ETest):
 
     def test_sigint(self):
         self._shutdown(signal.SIGINT, n=3)
+
+
+# =========================================================================== command line
+
+class CommandLineTests(E2ETest):
+    """Invalid values -> a one-line error naming the flag, exit 2 (usage) or 1 (runtime)."""
+
+    def _run(self, args, env_secret="x", timeout=10):
+        import subprocess
+        env = dict(os.environ)
+        env.pop("JWT_SECRET", None)
+        if env_secret is not None:
+            env["JWT_SECRET"] = env_secret
+        try:
+            r = subprocess.run([WSNOTIFYD] + args, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.fail("wsnotifyd %s did not exit within %d s" % (" ".join(args), timeout))
+        return r.returncode, r.stderr.decode("utf-8", "replace")
+
+    def test_invalid_values_exit_2(self):
+        base = ["--bind", "127.0.0.1", "--grpc-port", str(wc.free_port())]
+        cases = [("--port", ["--port", "0"]), ("--port", ["--port", "65536"]),
+                 ("--port", ["--port", "abc"]), ("--workers", ["--workers", "0"]),
+                 ("--workers", ["--workers", "257"]), ("--heartbeat", ["--heartbeat", "-1"]),
+                 ("--max-connections", ["--max-connections", "0"]),
+                 ("--log-level", ["--log-level", "loud"]), ("--grpc-port", ["--grpc-port", "0"]),
+                 ("--no-such-flag", ["--no-such-flag"])]
+        for flag, args in cases:
+            rc, err = self._run(base + ["--port", str(wc.free_port())] + args)
+            what = "wsnotifyd %s" % " ".join(args)
+            self.assertEqual(rc, 2, "%s: exit %d, stderr %r" % (what, rc, err))
+            lines = [l for l in err.splitlines() if l.strip()]
+            self.assertEqual(len(lines), 1, "%s: want one line on stderr, got %r" % (what, err))
+            self.assertIn(flag, lines[0], "%s: the error does not name %s: %r" % (what, flag, err))
+
+    def test_runtime_errors_exit_1(self):
+        port = wc.free_port()
+        base = ["--bind", "127.0.0.1", "--port", str(port), "--grpc-port", str(wc.free_port())]
+        rc, err = self._run(base, env_secret=None)
+        self.assertEqual(rc, 1, "no secret: exit %d, %r" % (rc, err))
+        self.assertIn("JWT_SECRET", err)
+        rc, err = self._run(base + ["--jwt-secret-file", "/nonexistent/wsn-secret"])
+        self.assertEqual(rc, 1, "unreadable secret file: exit %d, %r" % (rc, err))
+        self.assertIn("/nonexistent/wsn-secret", err)
+        if "--jwt-secret-file" not in err:
+            note("unreadable --jwt-secret-file: the error does not name the flag: %r" % err.strip())
+        busy = socket.socket()
+        try:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen(1)
+            args = ["--bind", "127.0.0.1", "--port", str(busy.getsockname()[1]),
+                    "--grpc-port", str(wc.free_port()), "--workers", "2"]
+            rc, err = self._run(args)
+        finally:
+            busy.close()
+        self.assertEqual(rc, 1, "port in use: exit %d, %r" % (rc, err))
+        self.assertIn("in use", err)
 
 
 # =========================================================================== main

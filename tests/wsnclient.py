@@ -12,7 +12,6 @@ Everything here is bounded by timeouts: no call blocks forever.
 
 import atexit
 import base64
-import errno
 import hashlib
 import hmac
 import json
@@ -24,7 +23,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -699,7 +697,11 @@ atexit.register(_kill_all_daemons)
 
 
 def _sigterm_exit(signum, frame):
-    _kill_all_daemons()
+    for d in list(_ALL_DAEMONS):
+        try:
+            d.cleanup()
+        except Exception:       # noqa: BLE001 — best effort while dying
+            pass
     os._exit(128 + signum)
 
 

@@ -357,7 +357,7 @@ static auth_result check_claims(const token_parts *parts, time_t now, auth_claim
 auth_result auth_verify_token(const secret_set *s, const char *token, size_t len, time_t now,
                               auth_claims *out)
 {
-    auth_claims scratch;
+    auth_claims scratch = { 0 };
     auth_claims *claims = out ? out : &scratch;
     memset(claims, 0, sizeof *claims);
     if (token == NULL || len == 0)

@@ -39,7 +39,7 @@ struct conn {
     uint32_t head_len;
     uint32_t out_len;
     uint32_t out_off;
-    uint32_t since;             /* arrival, last byte received, or close start */
+    uint32_t since;             /* w->now at arrival, last byte received, or close start */
     ws_reader reader;
     uint8_t state;
     bool write_armed;

@@ -77,7 +77,7 @@ void worker_clock(worker *w)
 {
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
-        w->now = (uint32_t)ts.tv_sec;
+        w->now = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
 }
 
 int worker_send_evict(worker *w, int slot, int64_t user, uint64_t generation)
@@ -160,6 +160,9 @@ static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
     conn_reap(w);
 }
 
+/* Milliseconds since a w->now stamp; unsigned wrap-around keeps it right. */
+static uint32_t elapsed_ms(const worker *w, uint32_t since) { return w->now - since; }
+
 /* Deadlines, checked once a second from the head of each ordered list. */
 static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -168,7 +171,7 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     worker_clock(w);
     conn *c;
-    while ((c = w->handshaking.head) != NULL && w->now - c->since >= CONN_HANDSHAKE_TIMEOUT) {
+    while ((c = w->handshaking.head) != NULL && elapsed_ms(w, c->since) >= CONN_HANDSHAKE_TIMEOUT * 1000u) {
         char resp[256];
         size_t n = http_response_error(resp, sizeof resp, 408, "handshake timeout", "");
         log_info("HTTP 408: request not complete within %u s", CONN_HANDSHAKE_TIMEOUT);
@@ -176,10 +179,10 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
         if (c->list == &w->handshaking) /* not moved on: make sure it leaves */
             conn_abort(c, "handshake timeout");
     }
-    while ((c = w->closing.head) != NULL && w->now - c->since >= CONN_CLOSE_TIMEOUT)
+    while ((c = w->closing.head) != NULL && elapsed_ms(w, c->since) >= CONN_CLOSE_TIMEOUT * 1000u)
         conn_abort(c, "close timeout");
     uint32_t silent = 2 * w->cfg->heartbeat;
-    while ((c = w->open.head) != NULL && w->now - c->since >= silent) {
+    while ((c = w->open.head) != NULL && elapsed_ms(w, c->since) >= silent * 1000u) {
         log_info("closing UserID=%lld: silent for %u s", (long long)c->user_id, silent);
         conn_close_ws(c, WS_CLOSE_POLICY, "heartbeat timeout");
         if (c->list == &w->open)
@@ -188,7 +191,7 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
     conn_reap(w);
     if (w->stopping && w->open.count + w->closing.count + w->handshaking.count == 0)
         event_base_loopbreak(w->base);
-    else if (w->stopping && w->now - w->stop_started >= WORKER_STOP_GRACE)
+    else if (w->stopping && elapsed_ms(w, w->stop_started) >= WORKER_STOP_GRACE * 1000u)
         event_base_loopbreak(w->base);
 }
 

@@ -56,7 +56,7 @@ typedef struct worker {
     uint8_t *scratch;                  /* socket reads, shared by all connections */
     size_t scratch_size;
     uint8_t *qbuf;                     /* one queue datagram */
-    uint32_t now;                      /* monotonic seconds, refreshed per event */
+    uint32_t now;                      /* monotonic milliseconds (wrapping), refreshed per event */
     bool stopping;
     uint32_t stop_started;
 } worker;

@@ -1,0 +1,141 @@
+/* test_queue.c — queue datagrams: encode/decode round trips, truncated and
+ * corrupt input, and a real socket pair carrying messages. */
+#include <check.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "shm/queue.h"
+
+START_TEST(test_round_trip)
+{
+    const char *json = "{\"type\":\"notification\"}";
+    queue_msg m = {.type = QMSG_NOTIFY, .user = 42, .generation = 7, .accepted_ns = 123456789,
+                   .payload = (const uint8_t *)json, .payload_len = (uint32_t)strlen(json)};
+    uint8_t buf[256];
+    size_t n = queue_msg_encode(buf, sizeof buf, &m);
+    ck_assert_uint_eq(n, QUEUE_HEADER_LEN + strlen(json));
+    queue_msg d;
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    ck_assert_int_eq(d.type, QMSG_NOTIFY);
+    ck_assert_int_eq(d.user, 42);
+    ck_assert_uint_eq(d.generation, 7);
+    ck_assert_uint_eq(d.accepted_ns, 123456789);
+    ck_assert_uint_eq(d.payload_len, strlen(json));
+    ck_assert_mem_eq(d.payload, json, strlen(json));
+
+    queue_msg e = {.type = QMSG_EVICT, .user = INT64_MAX, .generation = UINT64_MAX};
+    n = queue_msg_encode(buf, sizeof buf, &e);
+    ck_assert_uint_eq(n, QUEUE_HEADER_LEN);
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    ck_assert_int_eq(d.type, QMSG_EVICT);
+    ck_assert_int_eq(d.user, INT64_MAX);
+    ck_assert_uint_eq(d.generation, UINT64_MAX);
+    ck_assert_ptr_null(d.payload);
+}
+END_TEST
+
+START_TEST(test_encode_rejects)
+{
+    uint8_t buf[64];
+    const uint8_t payload[40] = {0};
+    queue_msg m = {.type = QMSG_NOTIFY, .user = 1, .generation = 1, .payload = payload,
+                   .payload_len = sizeof payload};
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* does not fit */
+    m.payload_len = 4;
+    m.user = 0;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* bad user */
+    m.user = 1;
+    m.type = 9;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* bad type */
+    m.type = QMSG_EVICT;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* evict with payload */
+}
+END_TEST
+
+START_TEST(test_truncated_and_corrupt)
+{
+    const char *json = "{}";
+    queue_msg m = {.type = QMSG_NOTIFY, .user = 5, .generation = 9,
+                   .payload = (const uint8_t *)json, .payload_len = 2};
+    uint8_t buf[64];
+    size_t n = queue_msg_encode(buf, sizeof buf, &m);
+    queue_msg d;
+    for (size_t len = 0; len < n; len++)
+        ck_assert_int_eq(queue_msg_decode(buf, len, &d), -1);
+    uint8_t longer[65];
+    memcpy(longer, buf, n);
+    longer[n] = 'x';
+    ck_assert_int_eq(queue_msg_decode(longer, n + 1, &d), -1); /* length mismatch */
+    /* Any single corrupted header byte that matters is refused. */
+    size_t fields[] = {0, 1, 2, 3, 4, 32};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        uint8_t copy[64];
+        memcpy(copy, buf, n);
+        copy[fields[i]] ^= 0x5a;
+        ck_assert_msg(queue_msg_decode(copy, n, &d) == -1, "byte %zu", fields[i]);
+    }
+    /* user 0 / negative user */
+    uint8_t copy[64];
+    memcpy(copy, buf, n);
+    memset(copy + 8, 0, 8);
+    ck_assert_int_eq(queue_msg_decode(copy, n, &d), -1);
+    memset(copy + 8, 0xff, 8);
+    ck_assert_int_eq(queue_msg_decode(copy, n, &d), -1);
+}
+END_TEST
+
+START_TEST(test_socket_pair)
+{
+    queue_pair q;
+    ck_assert_int_eq(queue_pair_create(&q), 0);
+    char payload[1000];
+    memset(payload, 'a', sizeof payload);
+    for (int i = 1; i <= 50; i++) {
+        queue_msg m = {.type = QMSG_NOTIFY, .user = i, .generation = (uint64_t)i * 10,
+                       .payload = (const uint8_t *)payload, .payload_len = (uint32_t)i * 10};
+        ck_assert_int_eq(queue_send(q.sender_end, &m), 0);
+    }
+    uint8_t *buf = malloc(QUEUE_MAX_DATAGRAM);
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 1; i <= 50; i++) {
+        ssize_t n = recv(q.worker_end, buf, QUEUE_MAX_DATAGRAM, MSG_DONTWAIT);
+        ck_assert_int_eq(n, (ssize_t)(QUEUE_HEADER_LEN + (size_t)i * 10));
+        queue_msg d;
+        ck_assert_int_eq(queue_msg_decode(buf, (size_t)n, &d), 0);
+        ck_assert_int_eq(d.user, i); /* order kept */
+        ck_assert_uint_eq(d.payload_len, (uint32_t)i * 10);
+    }
+    ck_assert_int_eq(recv(q.worker_end, buf, QUEUE_MAX_DATAGRAM, MSG_DONTWAIT), -1);
+    ck_assert_int_eq(errno, EAGAIN);
+    /* A full queue answers EAGAIN instead of blocking. */
+    queue_msg big = {.type = QMSG_NOTIFY, .user = 1, .generation = 1,
+                     .payload = (const uint8_t *)payload, .payload_len = sizeof payload};
+    int sent = 0;
+    while (queue_send(q.sender_end, &big) == 0 && sent < 1000000)
+        sent++;
+    ck_assert_int_eq(errno, EAGAIN);
+    ck_assert_int_gt(sent, 10);
+    free(buf);
+    close(q.worker_end);
+    close(q.sender_end);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("queue");
+    TCase *tc = tcase_create("datagrams");
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_encode_rejects);
+    tcase_add_test(tc, test_truncated_and_corrupt);
+    tcase_add_test(tc, test_socket_pair);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
