@@ -47,7 +47,7 @@ class DocsAgree(unittest.TestCase):
         for name, (binary, _) in PROGRAMS.items():
             for flag in sorted(help_flags(binary)):
                 with self.subTest(program=name, flag=flag):
-                    self.assertIn(flag, readme)
+                    self.assertTrue(flag in readme, f"{flag} is not in README.md")
 
     def test_usage_errors_name_the_flag(self):
         binary = PROGRAMS["wsnotifyd"][0]

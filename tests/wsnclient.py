@@ -21,6 +21,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -110,6 +111,8 @@ def _remaining(deadline):
 
 def _wait_fd(sock, events, deadline):
     """Wait (poll, not select: no FD_SETSIZE limit) until sock is ready or the deadline."""
+    if events == select.POLLIN and isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True                 # decrypted bytes already buffered: poll would not see them
     p = select.poll()
     p.register(sock.fileno(), events)
     while True:
@@ -121,9 +124,17 @@ def _wait_fd(sock, events, deadline):
             return False
 
 
-def _connect_tcp(host, port, timeout):
+def _connect_tcp(host, port, timeout, ssl_context=None):
+    """ssl_context: an ssl.SSLContext to speak TLS (the handshake is done here, blocking
+    with the timeout); None for plain TCP."""
     s = socket.create_connection((host, port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if ssl_context is not None:
+        try:
+            s = ssl_context.wrap_socket(s, server_hostname=host)
+        except BaseException:
+            s.close()
+            raise
     s.setblocking(False)
     return s
 
@@ -135,7 +146,7 @@ def _sendall(sock, data, deadline):
             raise WSTimeout("send timed out with %d bytes unsent" % len(view))
         try:
             n = sock.send(view)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             continue
         view = view[n:]
 
@@ -147,9 +158,9 @@ def _recv_some(sock, deadline, bufsize=65536):
             raise WSTimeout("receive timed out")
         try:
             return sock.recv(bufsize)
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             continue
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError):
             return b""
 
 
@@ -224,12 +235,13 @@ def _read_body(sock, headers, rest, deadline):
 
 
 def http_request(host, port, method="GET", path="/", headers=None, body=b"", timeout=5.0,
-                 raw=None):
+                 raw=None, ssl_context=None):
     """One HTTP/1.1 request on a fresh connection (Connection: close).
     raw: send these bytes instead of building a request.  -> HTTPResponse.
+    ssl_context: speak HTTPS with it.
     Raises WSEOF if the server closes without answering."""
     deadline = _deadline(timeout)
-    s = _connect_tcp(host, port, timeout)
+    s = _connect_tcp(host, port, timeout, ssl_context)
     try:
         if raw is None:
             h = {"Host": "%s:%d" % (host, port), "Connection": "close"}
@@ -494,10 +506,14 @@ class WSConnection:
         if self.eof or self.close_received is not None:
             return False
         try:
-            data = self.sock.recv(65536, socket.MSG_PEEK)
+            if isinstance(self.sock, ssl.SSLSocket):
+                data = self.sock.recv(65536)     # TLS cannot peek: keep what was read
+                self.buf += data
+            else:
+                data = self.sock.recv(65536, socket.MSG_PEEK)
             if data == b"":
                 return False
-        except (BlockingIOError, InterruptedError):
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             pass
         except OSError:
             return False
@@ -526,7 +542,7 @@ class _Pending:
         self.sock, self.key, self.deadline = sock, key, deadline
 
 
-def start_handshake(host, port, path="/ws", headers=None, timeout=5.0):
+def start_handshake(host, port, path="/ws", headers=None, timeout=5.0, ssl_context=None):
     """Open TCP and send the upgrade request. headers override the defaults; a value of
     None removes a default header."""
     deadline = _deadline(timeout)
@@ -546,7 +562,7 @@ def start_handshake(host, port, path="/ws", headers=None, timeout=5.0):
     key = h.get("Sec-WebSocket-Key")
     req = "GET %s HTTP/1.1\r\n" % path + "".join(
         "%s: %s\r\n" % (k, v) for k, v in h.items() if v is not None) + "\r\n"
-    s = _connect_tcp(host, port, timeout)
+    s = _connect_tcp(host, port, timeout, ssl_context)
     try:
         _sendall(s, req.encode("latin-1"), deadline)
     except BaseException:
@@ -579,9 +595,11 @@ def finish_handshake(p, auto_pong=True):
         raise
 
 
-def connect(host, port, path="/ws", headers=None, timeout=5.0, auto_pong=True):
-    """RFC 6455 client handshake. -> WSConnection, or HTTPResponse when not upgraded."""
-    return finish_handshake(start_handshake(host, port, path, headers, timeout), auto_pong)
+def connect(host, port, path="/ws", headers=None, timeout=5.0, auto_pong=True, ssl_context=None):
+    """RFC 6455 client handshake (over TLS with ssl_context). -> WSConnection, or
+    HTTPResponse when not upgraded."""
+    return finish_handshake(start_handshake(host, port, path, headers, timeout, ssl_context),
+                            auto_pong)
 
 
 def connect_many(host, port, paths, timeout=10.0, batch=50):
@@ -727,7 +745,8 @@ class Daemon:
     """One wsnotifyd under test: own ports, own temp log file, always killed at exit."""
 
     def __init__(self, binary=None, workers=4, heartbeat=None, max_connections=None,
-                 log_level=None, secret=None, extra_args=(), env=None, name=""):
+                 log_level=None, secret=None, extra_args=(), env=None, name="",
+                 ssl_context=None):
         self.binary = binary or os.environ.get("WSNOTIFYD")
         self.workers = workers
         self.heartbeat = heartbeat
@@ -737,6 +756,7 @@ class Daemon:
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
         self.name = name
+        self.ssl_context = ssl_context    # set when the daemon speaks TLS (--tls-cert)
         self.host = "127.0.0.1"
         self.port = None
         self.grpc_port = None
@@ -899,7 +919,8 @@ class Daemon:
 
     # ---- HTTP
     def http(self, method="GET", path="/", headers=None, body=b"", timeout=5.0, raw=None):
-        return http_request(self.host, self.port, method, path, headers, body, timeout, raw)
+        return http_request(self.host, self.port, method, path, headers, body, timeout, raw,
+                            self.ssl_context)
 
     def health(self, timeout=3.0):
         r = self.http("GET", "/health", timeout=timeout)
@@ -929,7 +950,7 @@ class Daemon:
         return make_token(self.secret, user_id, email, **kw)
 
     def connect(self, path="/ws", headers=None, timeout=5.0, auto_pong=True):
-        return connect(self.host, self.port, path, headers, timeout, auto_pong)
+        return connect(self.host, self.port, path, headers, timeout, auto_pong, self.ssl_context)
 
     def connect_user(self, user_id, email=None, timeout=5.0, auto_pong=True, **kw):
         return self.connect("/ws?token=" + self.token(user_id, email, **kw), None, timeout, auto_pong)
@@ -1004,3 +1025,39 @@ class Daemon:
             if time.monotonic() >= deadline:
                 return None
             time.sleep(0.05)
+
+
+def _main(argv):
+    """Command line: python3 tests/wsnclient.py ws://HOST:PORT/ws?token=JWT
+    Connects, prints every message the server sends (one JSON per line), and
+    answers the server's pings, until the connection closes or Ctrl-C."""
+    import sys
+    import urllib.parse
+    if len(argv) != 2 or not argv[1].startswith("ws://"):
+        print("usage: wsnclient.py ws://HOST:PORT/ws?token=JWT", file=sys.stderr)
+        return 2
+    url = urllib.parse.urlsplit(argv[1])
+    path = url.path or "/"
+    if url.query:
+        path += "?" + url.query
+    result = connect(url.hostname, url.port or 80, path=path)
+    if isinstance(result, HTTPResponse):
+        print(f"HTTP {result.status}: {result.body.decode(errors='replace')}", file=sys.stderr)
+        return 1
+    try:
+        while True:
+            try:
+                _, payload = result.recv_message(timeout=3600)
+                print(payload.decode(errors="replace"), flush=True)
+            except WSTimeout:
+                continue
+    except WSClosed as e:
+        print(f"closed: {e.code} {e.reason}", file=sys.stderr)
+    except (WSEOF, KeyboardInterrupt):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    import sys as _sys
+    _sys.exit(_main(_sys.argv))
