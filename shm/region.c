@@ -22,12 +22,14 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
     memset(r, 0, sizeof *r);
     r->fd = -1;
     size_t dir_size = directory_size(capacity);
-    if (slots < 1 || slots > REGION_MAX_SLOTS || dir_size == 0) {
+    size_t rl_size = ratelimit_size(capacity);
+    if (slots < 1 || slots > REGION_MAX_SLOTS || dir_size == 0 || rl_size == 0) {
         errno = EINVAL;
         return -1;
     }
     size_t dir_offset = page_round(sizeof(region_header));
-    size_t size = dir_offset + page_round(dir_size);
+    size_t rl_offset = dir_offset + page_round(dir_size);
+    size_t size = rl_offset + page_round(rl_size);
     int fd = memfd_create("wsnotifyd-shm", MFD_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -48,7 +50,9 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
     hdr->slots = (uint32_t)slots;
     hdr->size = size;
     hdr->directory_offset = dir_offset;
-    if (directory_init((char *)mem + dir_offset, capacity) != 0) {
+    hdr->ratelimit_offset = rl_offset;
+    if (directory_init((char *)mem + dir_offset, capacity) != 0 ||
+        ratelimit_init((char *)mem + rl_offset, capacity) != 0) {
         munmap(mem, size);
         close(fd);
         errno = EINVAL;
@@ -63,6 +67,7 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
     hdr->magic = REGION_MAGIC;
     r->hdr = hdr;
     r->dir = directory_attach((char *)mem + dir_offset);
+    r->rl = ratelimit_attach((char *)mem + rl_offset);
     r->size = size;
     r->fd = fd;
     return 0;
@@ -84,13 +89,16 @@ int region_attach(shm_region *r, int fd)
     if (mem == MAP_FAILED)
         return -1;
     region_header *hdr = mem;
-    if (hdr->magic != REGION_MAGIC || hdr->size != size || hdr->directory_offset >= size) {
+    if (hdr->magic != REGION_MAGIC || hdr->size != size || hdr->directory_offset >= size ||
+        hdr->ratelimit_offset >= size ||
+        ratelimit_attach((char *)mem + hdr->ratelimit_offset) == NULL) {
         munmap(mem, size);
         errno = EINVAL;
         return -1;
     }
     r->hdr = hdr;
     r->dir = directory_attach((char *)mem + hdr->directory_offset);
+    r->rl = ratelimit_attach((char *)mem + hdr->ratelimit_offset);
     r->size = size;
     r->fd = fd;
     return 0;

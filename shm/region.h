@@ -1,5 +1,6 @@
 /* region.h — the one shared-memory region of a wsnotifyd instance: per-slot
- * worker state and counters, server-wide counters, and the user directory.
+ * worker state and counters, server-wide counters, the user directory and
+ * the per-user connection rate limiter.
  * Created by the master (memfd), inherited by every worker as a descriptor, so
  * it survives worker respawns and dies with the last process holding it. */
 #ifndef WSN_REGION_H
@@ -11,8 +12,11 @@
 #include <stdint.h>
 
 #include "shm/directory.h"
+#include "shm/ratelimit.h"
 
 #define REGION_MAX_SLOTS DIRECTORY_MAX_SLOTS
+#define REGION_AUTH_REASONS 16      /* >= AUTH_RESULT_COUNT (checked in metrics.c) */
+#define REGION_LATENCY_BUCKETS 12   /* finite histogram bounds + 1 (checked in metrics.c) */
 
 /* Written by one worker (its own slot) and the master (on the worker's death).
  * Counters are monotonic and survive a respawn; gauges are reset by the master. */
@@ -26,6 +30,12 @@ typedef struct {
     _Atomic uint64_t frames_out;
     _Atomic uint64_t queue_dropped; /* datagrams for connections no longer here */
     _Atomic uint64_t restarts;      /* times this slot's worker was respawned */
+    /* /metrics (workers/metrics.h): 401s indexed by auth_result, and the delivery
+     * latency histogram as per-bucket (not cumulative) counts, the last bucket
+     * being everything over the largest bound. */
+    _Atomic uint64_t auth_failures[REGION_AUTH_REASONS];
+    _Atomic uint64_t latency_bucket[REGION_LATENCY_BUCKETS];
+    _Atomic uint64_t latency_sum_ns;
     char pad[64];
 } region_slot;
 
@@ -44,6 +54,7 @@ typedef struct {
     uint32_t slots;
     uint64_t size;
     uint64_t directory_offset;
+    uint64_t ratelimit_offset;              /* per-user connect limiter, after the directory */
     _Atomic int64_t next_notification_id;   /* server-assigned ids, from a time base */
     _Atomic uint64_t notifications[NOTIFY_OUTCOMES];
     region_slot slot[REGION_MAX_SLOTS];
@@ -52,6 +63,7 @@ typedef struct {
 typedef struct {
     region_header *hdr;
     directory *dir;
+    ratelimit *rl;
     size_t size;
     int fd;
 } shm_region;

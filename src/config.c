@@ -12,9 +12,16 @@
 
 #include <config.h>
 
+#include "shm/ratelimit.h"
+
 enum {
     OPT_GRPC_BIND = 256,
     OPT_HEARTBEAT,
+    OPT_MAX_CONNECTS,
+    OPT_MAX_MESSAGES,
+    OPT_LOG_LEVEL_FILE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
 };
 
 static const struct option long_options[] = {
@@ -27,6 +34,11 @@ static const struct option long_options[] = {
     {"max-connections", required_argument, NULL, 'm'},
     {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
     {"log-level", required_argument, NULL, 'l'},
+    {"max-connects-per-minute", required_argument, NULL, OPT_MAX_CONNECTS},
+    {"max-messages-per-second", required_argument, NULL, OPT_MAX_MESSAGES},
+    {"log-level-file", required_argument, NULL, OPT_LOG_LEVEL_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -48,10 +60,23 @@ void config_print_help(FILE *out)
             "  -m, --max-connections N     capacity of the user directory, whole server (default: 100000)\n"
             "      --heartbeat SECONDS     server ping interval; silent for 2 intervals = closed (default: 50)\n"
             "  -l, --log-level LEVEL       error, warn, info or debug (default: info)\n"
+            "      --max-connects-per-minute N\n"
+            "                              connection attempts with a valid token per user per\n"
+            "                              minute, 0..1000, over it: HTTP 429; 0 = no limit (default: 5)\n"
+            "      --max-messages-per-second N\n"
+            "                              client messages per connection per second, 0..10000,\n"
+            "                              over it: close 1008; 0 = no limit (default: 10)\n"
+            "      --log-level-file PATH   file whose first word is the log level; overrides\n"
+            "                              --log-level and is re-read on SIGHUP (default: none)\n"
+            "      --tls-cert FILE         PEM certificate (chain): the HTTP/WebSocket port then\n"
+            "                              speaks TLS only, wss:// and https:// (default: none)\n"
+            "      --tls-key FILE          PEM private key of --tls-cert (default: none)\n"
             "  -h, --help                  print this help and exit\n"
             "  -V, --version               print the version and exit\n"
             "\n"
             "Signals: TERM/INT stop gracefully (clients get close 1001).\n"
+            "         HUP re-reads the secrets, the TLS certificate and key, and the\n"
+            "         --log-level-file, without dropping any connection.\n"
             "See wsnotifyd(8).\n");
 }
 
@@ -68,6 +93,8 @@ void config_defaults(wsn_config *cfg)
     cfg->max_connections = 100000;
     cfg->heartbeat = 50;
     cfg->log_level = LOG_INFO;
+    cfg->max_connects_per_minute = 5;
+    cfg->max_messages_per_second = 10;
 }
 
 /* A whole decimal number in [min, max]; no sign, no spaces, no trailing junk. */
@@ -154,6 +181,33 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
             if (log_level_parse(optarg, &cfg->log_level) != 0)
                 return bad_value(err, err_size, "--log-level", optarg, "error, warn, info or debug");
             break;
+        case OPT_LOG_LEVEL_FILE:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--log-level-file", optarg, "a file path");
+            cfg->log_level_file = optarg;
+            break;
+        case OPT_TLS_CERT:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--tls-cert", optarg, "a PEM file path");
+            cfg->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--tls-key", optarg, "a PEM file path");
+            cfg->tls_key = optarg;
+            break;
+        case OPT_MAX_CONNECTS:
+            if (!parse_range(optarg, 0, RATELIMIT_MAX_CONNECTS, &v))
+                return bad_value(err, err_size, "--max-connects-per-minute", optarg,
+                                 "0..1000, 0 = no limit");
+            cfg->max_connects_per_minute = (uint32_t)v;
+            break;
+        case OPT_MAX_MESSAGES:
+            if (!parse_range(optarg, 0, RATELIMIT_MAX_MESSAGES, &v))
+                return bad_value(err, err_size, "--max-messages-per-second", optarg,
+                                 "0..10000, 0 = no limit");
+            cfg->max_messages_per_second = (uint32_t)v;
+            break;
         case 'h':
             config_print_help(out);
             return CONFIG_EXIT_OK;
@@ -170,6 +224,12 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
     }
     if (optind < argc) {
         snprintf(err, err_size, "%s: unexpected argument (see --help)", argv[optind]);
+        return CONFIG_USAGE;
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, err_size, "%s: needs %s too (both or neither)",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                 cfg->tls_cert ? "--tls-key" : "--tls-cert");
         return CONFIG_USAGE;
     }
     return CONFIG_OK;

@@ -34,7 +34,9 @@
 #include "src/grpc_endpoint.h"
 #include "src/listener.h"
 #include "src/log.h"
+#include "src/reload.h"
 #include "src/router.h"
+#include "src/sd_service.h"
 #include "src/secrets.h"
 #include "workers/worker.h"
 
@@ -73,6 +75,7 @@ struct master {
     int queue_out[REGION_MAX_SLOTS];  /* the router's view of the slot queues */
     router router;
     grpc_endpoint *grpc;              /* started after the workers; NULL once stopped */
+    sd_service systemd;               /* READY/STATUS/STOPPING/WATCHDOG under systemd */
 };
 
 static void master_raise_nofile(void)
@@ -254,6 +257,7 @@ static void master_stop(master *m, int sig)
     if (m->stopping)
         return;
     m->stopping = true;
+    sd_service_stopping(&m->systemd);
     /* gRPC first: its in-flight calls still reach live workers while they finish. */
     log_info("%s: stopping the gRPC endpoint", strsignal(sig));
     grpc_endpoint_stop(m->grpc);
@@ -279,8 +283,11 @@ static void master_on_signal(evutil_socket_t sig, short what, void *arg)
         master_reap(m);
         break;
     case SIGHUP:
+        sd_service_reloading(&m->systemd);
+        reload_master_check(m->cfg);
         log_info("SIGHUP: forwarding to workers");
         master_signal_workers(m, SIGHUP);
+        sd_service_reloaded(&m->systemd);
         break;
     default:
         master_stop(m, (int)sig);
@@ -354,6 +361,7 @@ static void master_teardown(master *m)
             event_free(m->signal_ev[i]);
     if (m->kill_ev != NULL)
         event_free(m->kill_ev);
+    sd_service_close(&m->systemd);
     if (m->base != NULL)
         event_base_free(m->base);
     if (m->shm.hdr != NULL)
@@ -394,6 +402,11 @@ int master_main(const wsn_config *cfg, char **argv)
         return 1;
     }
     secrets_free(&secrets); /* checked here so a bad setup fails before forking */
+    if (reload_master_start(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: %s\n", err);
+        return 1;
+    }
+    sd_service_open(&m.systemd); /* before any fork or thread: it edits the environment */
     master_raise_nofile();
     int status = 1;
     if (master_open_resources(&m, err, sizeof err) != 0) {
@@ -409,6 +422,8 @@ int master_main(const wsn_config *cfg, char **argv)
         log_error("cannot set up the event loop");
         goto out;
     }
+    if (sd_service_start(&m.systemd, m.base, &m.shm, m.slots) != 0)
+        log_warn("systemd notification incomplete (see above); serving anyway");
     for (int i = 0; i < m.slots; i++)
         if (master_spawn(&m, i) != 0)
             master_schedule_respawn(&m, i);
@@ -418,6 +433,9 @@ int master_main(const wsn_config *cfg, char **argv)
         fprintf(stderr, "wsnotifyd: --grpc-port %u: %s\n", (unsigned)cfg->grpc_port, err);
         goto out;
     }
+    /* The gRPC port is listening now; READY=1 follows once every worker accepts. */
+    if (sd_service_await_ready(&m.systemd) != 0)
+        log_warn("systemd will not be told that the service is ready");
     if (event_base_dispatch(m.base) < 0) {
         log_error("event loop failed");
         goto out;

@@ -103,6 +103,59 @@ START_TEST(test_bad_values)
 }
 END_TEST
 
+START_TEST(test_rate_limits)
+{
+    wsn_config cfg;
+    char err[256] = "";
+    char *argv[] = {"wsnotifyd", NULL};
+    ck_assert_int_eq(parse(&cfg, err, sizeof err, 1, argv), CONFIG_OK);
+    ck_assert_uint_eq(cfg.max_connects_per_minute, 5);
+    ck_assert_uint_eq(cfg.max_messages_per_second, 10);
+    ck_assert_int_eq(PARSE(&cfg, err, "--max-connects-per-minute", "0",
+                           "--max-messages-per-second=0"),
+                     CONFIG_OK);
+    ck_assert_uint_eq(cfg.max_connects_per_minute, 0);
+    ck_assert_uint_eq(cfg.max_messages_per_second, 0);
+    ck_assert_int_eq(PARSE(&cfg, err, "--max-connects-per-minute", "1000",
+                           "--max-messages-per-second", "10000"),
+                     CONFIG_OK);
+    ck_assert_uint_eq(cfg.max_connects_per_minute, 1000);
+    ck_assert_uint_eq(cfg.max_messages_per_second, 10000);
+    expect_usage("--max-connects-per-minute", "1001");
+    expect_usage("--max-connects-per-minute", "-1");
+    expect_usage("--max-connects-per-minute", "5/min");
+    expect_usage("--max-connects-per-minute", "");
+    expect_usage("--max-messages-per-second", "10001");
+    expect_usage("--max-messages-per-second", "ten");
+}
+END_TEST
+
+START_TEST(test_tls_and_log_level_file)
+{
+    wsn_config cfg;
+    char err[256] = "";
+    ck_assert_int_eq(PARSE(&cfg, err, "--log-level", "warn"), CONFIG_OK);
+    ck_assert_ptr_null(cfg.log_level_file);
+    ck_assert_ptr_null(cfg.tls_cert);
+    ck_assert_ptr_null(cfg.tls_key);
+    ck_assert_int_eq(PARSE(&cfg, err, "--tls-cert", "/c.pem", "--tls-key=/k.pem",
+                           "--log-level-file", "/etc/level"),
+                     CONFIG_OK);
+    ck_assert_str_eq(cfg.tls_cert, "/c.pem");
+    ck_assert_str_eq(cfg.tls_key, "/k.pem");
+    ck_assert_str_eq(cfg.log_level_file, "/etc/level");
+    /* Both or neither: a one-line usage error naming the missing flag. */
+    ck_assert_int_eq(PARSE(&cfg, err, "--tls-cert", "/c.pem"), CONFIG_USAGE);
+    ck_assert_msg(strstr(err, "--tls-key") != NULL, "%s", err);
+    ck_assert_int_eq(PARSE(&cfg, err, "--tls-key", "/k.pem"), CONFIG_USAGE);
+    ck_assert_msg(strstr(err, "--tls-cert") != NULL, "%s", err);
+    ck_assert_int_eq(PARSE(&cfg, err, "--tls-cert", "", "--tls-key", "/k.pem"), CONFIG_USAGE);
+    ck_assert_msg(strstr(err, "--tls-cert") != NULL, "%s", err);
+    ck_assert_int_eq(PARSE(&cfg, err, "--log-level-file", ""), CONFIG_USAGE);
+    ck_assert_msg(strstr(err, "--log-level-file") != NULL, "%s", err);
+}
+END_TEST
+
 START_TEST(test_unknown_and_missing)
 {
     wsn_config cfg;
@@ -134,6 +187,8 @@ int main(void)
     tcase_add_test(tc, test_all_flags);
     tcase_add_test(tc, test_short_flags);
     tcase_add_test(tc, test_bad_values);
+    tcase_add_test(tc, test_rate_limits);
+    tcase_add_test(tc, test_tls_and_log_level_file);
     tcase_add_test(tc, test_unknown_and_missing);
     tcase_add_test(tc, test_help_version);
     suite_add_tcase(s, tc);

@@ -1028,19 +1028,21 @@ class Daemon:
 
 
 def _main(argv):
-    """Command line: python3 tests/wsnclient.py ws://HOST:PORT/ws?token=JWT
+    """Command line: python3 tests/wsnclient.py ws[s]://HOST:PORT/ws?token=JWT
+    (wss: TLS, verified against the system's CAs, or the PEM file in $SSL_CERT_FILE)
     Connects, prints every message the server sends (one JSON per line), and
     answers the server's pings, until the connection closes or Ctrl-C."""
     import sys
     import urllib.parse
-    if len(argv) != 2 or not argv[1].startswith("ws://"):
-        print("usage: wsnclient.py ws://HOST:PORT/ws?token=JWT", file=sys.stderr)
+    if len(argv) != 2 or not argv[1].startswith(("ws://", "wss://")):
+        print("usage: wsnclient.py ws[s]://HOST:PORT/ws?token=JWT", file=sys.stderr)
         return 2
+    tls = ssl.create_default_context() if argv[1].startswith("wss://") else None
     url = urllib.parse.urlsplit(argv[1])
     path = url.path or "/"
     if url.query:
         path += "?" + url.query
-    result = connect(url.hostname, url.port or 80, path=path)
+    result = connect(url.hostname, url.port or (443 if tls else 80), path=path, ssl_context=tls)
     if isinstance(result, HTTPResponse):
         print(f"HTTP {result.status}: {result.body.decode(errors='replace')}", file=sys.stderr)
         return 1

@@ -2,7 +2,14 @@
  *
  * Reads land in the worker's scratch buffer; only bytes that cannot be handled
  * yet are copied into per-connection memory. Writes go straight to the socket
- * and only the unsent remainder is buffered, up to CONN_MAX_OUTPUT. */
+ * and only the unsent remainder is buffered, up to CONN_MAX_OUTPUT.
+ *
+ * With TLS (c->ssl set) every byte goes through conn_io_read/conn_io_write,
+ * which use OpenSSL instead of recv/send. OpenSSL may need the other
+ * direction first (a read that must write, a write that must read): the
+ * tls_*_wants_* flags record that, and conn_update_write_interest arms
+ * EV_WRITE accordingly on the connection's single event. The TLS handshake
+ * runs inside the first reads of the CONN_HTTP stage, under its deadline. */
 #include "workers/conn.h"
 
 #include <errno.h>
@@ -16,8 +23,12 @@
 #include "src/log.h"
 #include "workers/http_request.h"
 #include "workers/http_response.h"
+#include "workers/tls.h"
 
 #define CONN_READS_PER_EVENT 4  /* fairness: let other connections run */
+
+/* conn_io_* results besides byte counts */
+enum { CONN_IO_AGAIN = -1, CONN_IO_ERROR = -2 };
 
 static void conn_on_event(evutil_socket_t fd, short what, void *arg);
 
@@ -70,10 +81,17 @@ int conn_accept(worker *w, int fd)
     c->state = CONN_HTTP;
     c->since = w->now;
     ws_reader_init(&c->reader);
+    if (w->tls_ctx != NULL && (c->ssl = tls_session_new(w->tls_ctx, fd)) == NULL) {
+        log_warn("cannot start a TLS session (out of memory?): dropping the connection");
+        close(fd);
+        free(c);
+        return -1;
+    }
     if (event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, conn_on_event, c) != 0 ||
         event_add(&c->ev, NULL) != 0) {
         log_error("cannot register a connection with the event loop");
         close(fd);
+        SSL_free(c->ssl);
         free(c);
         return -1;
     }
@@ -94,6 +112,87 @@ static void conn_arm_write(conn *c, bool want)
         return;
     }
     c->write_armed = want;
+}
+
+/* EV_WRITE is wanted while output waits for room in the socket (unless TLS
+ * first needs to read), or while a TLS read waits to write. */
+static void conn_update_write_interest(conn *c)
+{
+    if (c->state == CONN_DEAD)
+        return;
+    conn_arm_write(c, (c->out != NULL && !c->tls_write_wants_read) || c->tls_read_wants_write);
+}
+
+/* Handshake failures are mostly scanners and plain-HTTP clients: info at most.
+ * Later failures are one client's trouble: debug. */
+static void conn_log_tls_failure(const conn *c, const char *op, const char *why)
+{
+    if (!tls_handshake_done(c->ssl))
+        log_info("TLS handshake failed: %s", why != NULL ? why : "unknown reason");
+    else
+        log_debug("TLS %s failed (UserID=%lld): %s", op, (long long)c->user_id,
+                  why != NULL ? why : "unknown reason");
+}
+
+/* Bytes read (> 0), 0 at the end of the stream, CONN_IO_AGAIN or CONN_IO_ERROR. */
+static ssize_t conn_io_read(conn *c, void *buf, size_t len)
+{
+    if (c->ssl == NULL) {
+        ssize_t n = recv(conn_fd(c), buf, len, 0);
+        if (n >= 0)
+            return n;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_IO_AGAIN
+                                                                          : CONN_IO_ERROR;
+    }
+    size_t done = 0;
+    const char *why = NULL;
+    switch (tls_read(c->ssl, buf, len, &done, &why)) {
+    case TLS_IO_OK:
+        return (ssize_t)done;
+    case TLS_IO_WANT_READ:
+        return CONN_IO_AGAIN;
+    case TLS_IO_WANT_WRITE:
+        c->tls_read_wants_write = true;
+        conn_update_write_interest(c);
+        return CONN_IO_AGAIN;
+    case TLS_IO_CLOSED:
+        return 0;
+    case TLS_IO_FAILED:
+        break;
+    }
+    conn_log_tls_failure(c, "read", why);
+    return CONN_IO_ERROR;
+}
+
+/* Bytes written (>= 0), CONN_IO_AGAIN or CONN_IO_ERROR. After AGAIN a TLS
+ * write must be retried with the same bytes first (see tls_write). */
+static ssize_t conn_io_write(conn *c, const void *buf, size_t len)
+{
+    if (c->ssl == NULL) {
+        ssize_t n = send(conn_fd(c), buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_IO_AGAIN
+                                                                          : CONN_IO_ERROR;
+    }
+    size_t done = 0;
+    const char *why = NULL;
+    switch (tls_write(c->ssl, buf, len, &done, &why)) {
+    case TLS_IO_OK:
+        return (ssize_t)done;
+    case TLS_IO_WANT_WRITE:
+        return CONN_IO_AGAIN;
+    case TLS_IO_WANT_READ:
+        c->tls_write_wants_read = true;
+        return CONN_IO_AGAIN;
+    case TLS_IO_CLOSED:
+        why = "the client closed the TLS session";
+        break;
+    case TLS_IO_FAILED:
+        break;
+    }
+    conn_log_tls_failure(c, "write", why);
+    return CONN_IO_ERROR;
 }
 
 void conn_abort(conn *c, const char *why)
@@ -118,21 +217,31 @@ void conn_reap(worker *w)
         conn_list_remove(&w->dead, c);
         free(c->head);
         free(c->out);
+        SSL_free(c->ssl);
         ws_reader_reset(&c->reader);
         free(c);
     }
 }
 
-/* The output is drained: free the buffer, and finish a close by half-closing
- * so the client sees our last bytes before any reset. */
+/* Our last bytes are out: close_notify (TLS, best effort), then our FIN, so
+ * the client sees everything we sent before any reset. */
+static void conn_half_close(conn *c)
+{
+    if (c->ssl != NULL)
+        tls_shutdown(c->ssl);
+    if (shutdown(conn_fd(c), SHUT_WR) != 0)
+        conn_abort(c, "shutdown failed");
+}
+
+/* The output is drained: free the buffer, and finish a close by half-closing. */
 static void conn_output_drained(conn *c)
 {
     free(c->out);
     c->out = NULL;
     c->out_len = c->out_off = 0;
-    conn_arm_write(c, false);
-    if (c->state == CONN_CLOSING && shutdown(conn_fd(c), SHUT_WR) != 0)
-        conn_abort(c, "shutdown failed");
+    conn_update_write_interest(c);
+    if (c->state == CONN_CLOSING)
+        conn_half_close(c);
 }
 
 static int conn_buffer(conn *c, const struct iovec *iov, int iovcnt, size_t skip)
@@ -169,8 +278,60 @@ static int conn_buffer(conn *c, const struct iovec *iov, int iovcnt, size_t skip
         c->out_len += (uint32_t)(len - skip);
         skip = 0;
     }
-    conn_arm_write(c, true);
+    conn_update_write_interest(c);
     return c->state == CONN_DEAD ? -1 : 0;
+}
+
+static ssize_t conn_plain_writev(conn *c, const struct iovec *iov, int iovcnt)
+{
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    ssize_t n = sendmsg(conn_fd(c), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_IO_AGAIN
+                                                                      : CONN_IO_ERROR;
+}
+
+/* TLS has no gathered write. The first record's worth is staged into one
+ * buffer, so a frame's header and a small payload share one record instead of
+ * costing a tiny record of their own; the rest goes from the caller's memory.
+ * Returns bytes written, CONN_IO_AGAIN (nothing written) or CONN_IO_ERROR. */
+static ssize_t conn_tls_writev(conn *c, const struct iovec *iov, int iovcnt)
+{
+    uint8_t stage[TLS_RECORD_MAX];
+    size_t staged = 0;
+    for (int i = 0; i < iovcnt && staged < sizeof stage; i++) {
+        size_t take = iov[i].iov_len < sizeof stage - staged ? iov[i].iov_len
+                                                             : sizeof stage - staged;
+        memcpy(stage + staged, iov[i].iov_base, take);
+        staged += take;
+    }
+    ssize_t n = conn_io_write(c, stage, staged);
+    if (n < 0 || (size_t)n < staged)
+        return n;
+    size_t sent = staged;
+    size_t skip = staged;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t len = iov[i].iov_len;
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        const uint8_t *p = (const uint8_t *)iov[i].iov_base + skip;
+        size_t left = len - skip;
+        skip = 0;
+        while (left > 0) {
+            n = conn_io_write(c, p, left); /* one record per call (partial writes) */
+            if (n == CONN_IO_ERROR)
+                return n;
+            if (n < 0)
+                return (ssize_t)sent;
+            sent += (size_t)n;
+            p += n;
+            left -= (size_t)n;
+        }
+    }
+    return (ssize_t)sent;
 }
 
 static int conn_writev(conn *c, const struct iovec *iov, int iovcnt)
@@ -179,16 +340,13 @@ static int conn_writev(conn *c, const struct iovec *iov, int iovcnt)
         return -1;
     size_t sent = 0;
     if (c->out == NULL) {
-        struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
-        ssize_t n = sendmsg(conn_fd(c), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-                conn_abort(c, "write error");
-                return -1;
-            }
-            n = 0;
+        ssize_t n = c->ssl != NULL ? conn_tls_writev(c, iov, iovcnt)
+                                   : conn_plain_writev(c, iov, iovcnt);
+        if (n == CONN_IO_ERROR) {
+            conn_abort(c, "write error");
+            return -1;
         }
-        sent = (size_t)n;
+        sent = n < 0 ? 0 : (size_t)n;
         size_t total = 0;
         for (int i = 0; i < iovcnt; i++)
             total += iov[i].iov_len;
@@ -223,8 +381,8 @@ static void conn_begin_closing(conn *c)
     c->state = CONN_CLOSING;
     c->since = c->w->now;
     conn_move(c, &c->w->closing);
-    if (c->out == NULL && shutdown(conn_fd(c), SHUT_WR) != 0)
-        conn_abort(c, "shutdown failed");
+    if (c->out == NULL)
+        conn_half_close(c);
 }
 
 void conn_close_ws(conn *c, uint16_t code, const char *reason)
@@ -243,6 +401,10 @@ void conn_close_http(conn *c, const char *response, size_t len)
 {
     if (c->state != CONN_HTTP)
         return;
+    if (c->ssl != NULL && !tls_handshake_done(c->ssl)) {
+        conn_abort(c, "TLS handshake not complete"); /* no channel to answer on */
+        return;
+    }
     if (conn_write(c, response, len) != 0)
         return;
     conn_begin_closing(c);
@@ -309,7 +471,7 @@ static void conn_on_readable(conn *c)
 {
     worker *w = c->w;
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
-        ssize_t n = recv(conn_fd(c), w->scratch, w->scratch_size, 0);
+        ssize_t n = conn_io_read(c, w->scratch, w->scratch_size);
         if (n == 0) {
             if (c->state == CONN_WS)
                 log_debug("client closed without a close frame (UserID=%lld)",
@@ -317,9 +479,9 @@ static void conn_on_readable(conn *c)
             conn_abort(c, "end of stream");
             return;
         }
+        if (n == CONN_IO_AGAIN)
+            return;
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                return;
             conn_abort(c, "read error");
             return;
         }
@@ -335,7 +497,8 @@ static void conn_on_readable(conn *c)
         default:
             break; /* closing: discard until the client's EOF */
         }
-        if (c->state == CONN_DEAD || (size_t)n < w->scratch_size)
+        /* A TLS read returns one record at most: keep going until it would block. */
+        if (c->state == CONN_DEAD || (c->ssl == NULL && (size_t)n < w->scratch_size))
             return;
     }
 }
@@ -343,11 +506,12 @@ static void conn_on_readable(conn *c)
 static void conn_on_writable(conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n = send(conn_fd(c), c->out + c->out_off, c->out_len - c->out_off,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = conn_io_write(c, c->out + c->out_off, c->out_len - c->out_off);
+        if (n == CONN_IO_AGAIN) {
+            conn_update_write_interest(c); /* a TLS write may now wait for a read */
+            return;
+        }
         if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-                return;
             conn_abort(c, "write error");
             return;
         }
@@ -362,9 +526,24 @@ static void conn_on_event(evutil_socket_t fd, short what, void *arg)
     conn *c = arg;
     worker *w = c->w;
     worker_clock(w);
-    if ((what & EV_WRITE) && c->state != CONN_DEAD)
+    if ((what & EV_WRITE) && c->state != CONN_DEAD && c->tls_read_wants_write) {
+        c->tls_read_wants_write = false;
+        conn_on_readable(c);
+    }
+    if ((what & EV_WRITE) && c->state != CONN_DEAD && c->out != NULL && !c->tls_write_wants_read)
         conn_on_writable(c);
+    if ((what & EV_READ) && c->state != CONN_DEAD && c->tls_write_wants_read) {
+        c->tls_write_wants_read = false;
+        if (c->out != NULL)
+            conn_on_writable(c);
+    }
     if ((what & EV_READ) && c->state != CONN_DEAD)
         conn_on_readable(c);
+    conn_update_write_interest(c);
+    /* Decrypted bytes left inside OpenSSL (out of turns) would never make the
+     * socket readable: come back in the next loop iteration. Done after the
+     * last event_assign, which would cancel it. */
+    if (c->state != CONN_DEAD && c->ssl != NULL && tls_has_pending(c->ssl))
+        event_active(&c->ev, EV_READ, 1);
     conn_reap(w);
 }

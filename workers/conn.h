@@ -3,11 +3,14 @@
  * WebSocket session (messages, pings, close handshake).
  *
  * Memory: an idle open connection holds only struct conn (no buffers); the
- * head, output and frame buffers exist only while bytes are pending. */
+ * head, output and frame buffers exist only while bytes are pending. A TLS
+ * connection adds OpenSSL's SSL object (session state, ~15 KiB; its record
+ * buffers are released while idle). */
 #ifndef WSN_CONN_H
 #define WSN_CONN_H
 
 #include <event2/event_struct.h>
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -16,7 +19,7 @@
 #include "workers/ws_frame.h"
 
 #define CONN_MAX_OUTPUT (1024u * 1024u)  /* unsent bytes before a slow reader is dropped */
-#define CONN_HANDSHAKE_TIMEOUT 10u       /* seconds to complete the HTTP upgrade */
+#define CONN_HANDSHAKE_TIMEOUT 10u       /* seconds to complete TLS and the HTTP upgrade */
 #define CONN_CLOSE_TIMEOUT 3u            /* seconds to finish a close */
 
 typedef enum {
@@ -41,8 +44,12 @@ struct conn {
     uint32_t out_off;
     uint32_t since;             /* w->now at arrival, last byte received, or close start */
     ws_reader reader;
+    SSL *ssl;                   /* TLS session; NULL on a plain connection */
     uint8_t state;
     bool write_armed;
+    bool tls_read_wants_write;  /* a TLS read waits for a writable socket */
+    bool tls_write_wants_read;  /* a TLS write waits for a readable socket */
+    ratelimit_local msg_rate;   /* client data messages, for --max-messages-per-second */
 };
 
 /* Take over an accepted, non-blocking socket. Returns 0, or -1 (socket closed). */

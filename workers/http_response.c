@@ -24,8 +24,8 @@ const char *http_status_text(int status)
     }
 }
 
-size_t http_response_format(char *out, size_t out_size, int status, const char *content_type,
-                            const char *extra_headers, const char *body, size_t body_len)
+size_t http_response_head(char *out, size_t out_size, int status, const char *content_type,
+                          const char *extra_headers, size_t body_len)
 {
     int n = snprintf(out, out_size,
                      "HTTP/1.1 %d %s\r\n"
@@ -36,10 +36,19 @@ size_t http_response_format(char *out, size_t out_size, int status, const char *
                      "%s"
                      "\r\n",
                      status, http_status_text(status), content_type, body_len, extra_headers);
-    if (n < 0 || (size_t)n + body_len > out_size)
+    if (n < 0 || (size_t)n >= out_size)
+        return 0;
+    return (size_t)n;
+}
+
+size_t http_response_format(char *out, size_t out_size, int status, const char *content_type,
+                            const char *extra_headers, const char *body, size_t body_len)
+{
+    size_t n = http_response_head(out, out_size, status, content_type, extra_headers, body_len);
+    if (n == 0 || n + body_len > out_size)
         return 0;
     memcpy(out + n, body, body_len);
-    return (size_t)n + body_len;
+    return n + body_len;
 }
 
 size_t http_response_error(char *out, size_t out_size, int status, const char *message,

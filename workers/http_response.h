@@ -7,6 +7,11 @@
 
 const char *http_status_text(int status);
 
+/* The status line and headers only, for a body of body_len bytes written after
+ * it. Returns the length written, or 0 if out is too small. */
+size_t http_response_head(char *out, size_t out_size, int status, const char *content_type,
+                          const char *extra_headers, size_t body_len);
+
 /* Full response with Connection: close. extra_headers is "" or CRLF-terminated
  * lines. Returns the length written, or 0 if out is too small. */
 size_t http_response_format(char *out, size_t out_size, int status, const char *content_type,

@@ -1,9 +1,11 @@
 /* http_serve.c — answer a client's HTTP request: the /ws upgrade (handshake
- * checks, JWT, directory claim, eviction of an older connection), /health, and
- * JSON errors for everything else. Each refusal is logged with its reason. */
+ * checks, JWT, per-user connect rate limit, directory claim, eviction of an
+ * older connection), /health, /metrics, and JSON errors for everything
+ * else. Each refusal is logged with its reason. */
 #include <arpa/inet.h>
 #include <event2/event.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -12,6 +14,7 @@
 #include "workers/auth.h"
 #include "workers/conn.h"
 #include "workers/http_response.h"
+#include "workers/metrics.h"
 #include "workers/ws_handshake.h"
 
 #define HTTP_RESPONSE_MAX 1024
@@ -86,6 +89,34 @@ static void serve_health(conn *c)
     conn_close_http(c, resp, len);
 }
 
+/* One buffer: the exposition is rendered after room for the head, then the head
+ * is put right before it, so the response goes out in one contiguous write. */
+static void serve_metrics(conn *c)
+{
+    enum { HEAD_ROOM = 256 };
+    char *buf = malloc(HEAD_ROOM + METRICS_MAX_TEXT);
+    if (buf == NULL) {
+        log_warn("out of memory rendering /metrics");
+        reply_error(c, 500, "internal error", "");
+        return;
+    }
+    char *body = buf + HEAD_ROOM;
+    size_t body_len = metrics_render(&c->w->shm, body, METRICS_MAX_TEXT);
+    char head[HEAD_ROOM];
+    size_t head_len = body_len == 0 ? 0
+                                    : http_response_head(head, sizeof head, 200,
+                                                         METRICS_CONTENT_TYPE, "", body_len);
+    if (head_len == 0) {
+        free(buf);
+        log_error("cannot render /metrics within %u bytes", METRICS_MAX_TEXT);
+        reply_error(c, 500, "internal error", "");
+        return;
+    }
+    memcpy(body - head_len, head, head_len);
+    conn_close_http(c, body - head_len, head_len + body_len);
+    free(buf);
+}
+
 /* The token from ?token= (URL-decoded) or "Authorization: Bearer". Returns its
  * length, 0 when absent, -1 when present but unusable. */
 static long find_token(const http_request *req, char *out, size_t out_size)
@@ -142,6 +173,29 @@ static bool upgrade_request_valid(conn *c, const http_request *req, const http_h
     return true;
 }
 
+/* --max-connects-per-minute, counted in the shared region so it holds across
+ * workers. Only callers with a valid token get here, so nobody can use up
+ * another user's attempts; every attempt counts, refused ones too. On refusal
+ * the 429 is sent and false returned. */
+static bool connect_rate_ok(conn *c, int64_t user)
+{
+    worker *w = c->w;
+    uint32_t limit = w->cfg->max_connects_per_minute;
+    ratelimit_verdict v = ratelimit_hit(w->shm.rl, user, limit, ratelimit_clock_ms());
+    if (v.allowed)
+        return true;
+    unsigned retry_s = (v.retry_after_ms + 999u) / 1000u;
+    if (retry_s == 0)
+        retry_s = 1;
+    log_info("rate limit: UserID=%lld made %u connection attempts within a minute (limit %u); "
+             "refused, retry after %u s",
+             (long long)user, v.attempts, limit, retry_s);
+    char retry_header[48];
+    snprintf(retry_header, sizeof retry_header, "Retry-After: %u\r\n", retry_s);
+    reply_error(c, 429, "too many connection attempts", retry_header);
+    return false;
+}
+
 /* Register c as the user's connection; evict the previous holder wherever it is. */
 static bool claim_user(conn *c, int64_t user, uint64_t *generation)
 {
@@ -182,9 +236,12 @@ static void serve_upgrade(conn *c, const http_request *req, uint8_t *rest, size_
                                  : auth_verify_token(&c->w->secrets, token, (size_t)tlen,
                                                      time(NULL), &claims);
     if (ar != AUTH_OK) {
+        metrics_count_auth_failure(c->w->stats, (int)ar);
         reply_error(c, 401, auth_result_reason(ar), "");
         return;
     }
+    if (!connect_rate_ok(c, claims.user_id))
+        return;
     char accept[WS_ACCEPT_LEN + 1];
     char resp[HTTP_RESPONSE_MAX];
     size_t resp_len = 0;
@@ -216,6 +273,13 @@ void http_serve(conn *c, const http_request *req, uint8_t *rest, size_t rest_len
             reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
         else
             serve_health(c);
+        return;
+    }
+    if (path_is(req, "/metrics")) {
+        if (!method_is(req, "GET"))
+            reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
+        else
+            serve_metrics(c);
         return;
     }
     reply_error(c, 404, "not found", "");

@@ -21,6 +21,7 @@
 #include "src/log.h"
 #include "workers/conn.h"
 #include "workers/http_response.h"
+#include "workers/worker_reload.h"
 
 #define WORKER_SCRATCH (WS_MAX_MESSAGE + WS_MAX_FRAME_HEADER + 1024)
 #define WORKER_ACCEPTS_PER_EVENT 64
@@ -238,7 +239,7 @@ static void worker_on_signal(evutil_socket_t sig, short what, void *arg)
     worker *w = arg;
     worker_clock(w);
     if (sig == SIGHUP) {
-        log_info("SIGHUP: nothing to reload yet");
+        worker_reload(w);
         return;
     }
     worker_stop(w);
@@ -287,7 +288,7 @@ static void worker_teardown(worker *w)
     if (w->base != NULL)
         event_base_free(w->base);
     user_map_free(&w->users);
-    secrets_free(&w->secrets);
+    worker_free_reloadables(w);
     free(w->scratch);
     free(w->qbuf);
     region_detach(&w->shm);
@@ -311,17 +312,14 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0)
         log_warn("PR_SET_PDEATHSIG: %s", strerror(errno));
     int status = 1;
-    char err[256];
     if (region_attach(&w.shm, w.h.shm_fd) != 0) {
         log_error("cannot map the shared region: %s", strerror(errno));
         goto out;
     }
     w.stats = &w.shm.hdr->slot[w.h.slot];
     w.epoch = directory_slot_epoch(w.shm.dir, w.h.slot);
-    if (secrets_load(&w.secrets, cfg->jwt_secret_file, err, sizeof err) != 0) {
-        log_error("%s", err);
+    if (worker_load_reloadables(&w) != 0)
         goto out;
-    }
     w.scratch_size = WORKER_SCRATCH;
     w.scratch = malloc(w.scratch_size);
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);

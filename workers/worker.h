@@ -16,6 +16,7 @@
 
 struct event_base;
 struct event;
+struct ssl_ctx_st;
 typedef struct conn conn;
 
 typedef struct {
@@ -41,6 +42,7 @@ typedef struct worker {
     shm_region shm;
     region_slot *stats;                /* &shm.hdr->slot[slot] */
     secret_set secrets;
+    struct ssl_ctx_st *tls_ctx;        /* for new connections; NULL: plain; swapped on SIGHUP */
     struct event_base *base;
     struct event *accept_ev;
     struct event *queue_ev;

@@ -6,6 +6,7 @@
 
 #include "src/log.h"
 #include "workers/conn.h"
+#include "workers/metrics.h"
 
 static const char pong_json[] = "{\"type\":\"pong\",\"data\":{\"status\":\"ok\"}}";
 static const char invalid_json[] =
@@ -116,10 +117,27 @@ static int on_client_text(conn *c, const uint8_t *data, size_t len)
     return send_text(c, reply, reply_len);
 }
 
+/* --max-messages-per-second: counts complete data messages (a fragmented one
+ * once), not control frames, so answering pings never trips it. Returns false
+ * when the connection was closed for it. */
+static bool message_rate_ok(conn *c)
+{
+    worker *w = c->w;
+    uint32_t limit = w->cfg->max_messages_per_second;
+    if (ratelimit_local_hit(&c->msg_rate, limit, RATELIMIT_MESSAGE_WINDOW_MS, w->now))
+        return true;
+    log_info("closing UserID=%lld with 1008: more than %u messages per second",
+             (long long)c->user_id, limit);
+    conn_close_ws(c, WS_CLOSE_POLICY, "rate limit exceeded");
+    return false;
+}
+
 static int on_ws_event(void *ctx, const ws_event *ev)
 {
     conn *c = ctx;
     atomic_fetch_add_explicit(&c->w->stats->frames_in, 1, memory_order_relaxed);
+    if ((ev->type == WS_EV_TEXT || ev->type == WS_EV_BINARY) && !message_rate_ok(c))
+        return 1;
     switch (ev->type) {
     case WS_EV_TEXT:
         on_client_text(c, ev->data, ev->len);
@@ -162,14 +180,14 @@ void ws_session_on_bytes(conn *c, uint8_t *data, size_t len)
 void ws_session_deliver(worker *w, int64_t user, uint64_t generation, const uint8_t *json,
                         size_t len, uint64_t accepted_ns)
 {
-    (void)accepted_ns;
     conn *c = user_map_get(&w->users, user);
     if (c == NULL || c->generation != generation || c->state != CONN_WS) {
         atomic_fetch_add_explicit(&w->stats->queue_dropped, 1, memory_order_relaxed);
         log_debug("dropping a notification for UserID=%lld: connection gone", (long long)user);
         return;
     }
-    send_text(c, (const char *)json, len);
+    if (send_text(c, (const char *)json, len) == 0)
+        metrics_observe_delivery(w->stats, accepted_ns);
 }
 
 void ws_session_evict(worker *w, int64_t user, uint64_t generation)

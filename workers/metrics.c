@@ -1,0 +1,227 @@
+/* metrics.c — render GET /metrics (Prometheus text format 0.0.4) from the shared
+ * region, and count the per-slot values that only /metrics needs (see metrics.h).
+ *
+ * Counters are per worker slot and summed here, at scrape time, so a worker only
+ * ever touches its own cache lines. Every family and every label value is always
+ * written, zero or not, so a series never appears or vanishes between scrapes. */
+#include "workers/metrics.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "workers/auth.h"
+
+/* Bounds suited to sub-millisecond delivery; the le label is kept as text so it
+ * reads exactly as written here. */
+static const struct {
+    uint64_t ns;
+    const char *le;
+} latency_bounds[] = {
+    {100000u, "0.0001"},    {250000u, "0.00025"},  {500000u, "0.0005"},
+    {1000000u, "0.001"},    {2500000u, "0.0025"},  {5000000u, "0.005"},
+    {10000000u, "0.01"},    {25000000u, "0.025"},  {100000000u, "0.1"},
+    {500000000u, "0.5"},    {1000000000u, "1"},
+};
+#define LATENCY_BOUNDS (sizeof latency_bounds / sizeof latency_bounds[0])
+
+_Static_assert(LATENCY_BOUNDS + 1 == REGION_LATENCY_BUCKETS,
+               "region_slot.latency_bucket must hold every bound plus the overflow");
+_Static_assert(AUTH_RESULT_COUNT <= REGION_AUTH_REASONS,
+               "region_slot.auth_failures must hold every auth_result");
+
+static const char *const outcome_label[NOTIFY_OUTCOMES] = {
+    [NOTIFY_DELIVERED] = "delivered", [NOTIFY_OFFLINE] = "offline",
+    [NOTIFY_DROPPED] = "dropped",     [NOTIFY_INVALID] = "invalid",
+    [NOTIFY_NOT_PUSHED] = "not_pushed",
+};
+
+unsigned metrics_latency_bucket(uint64_t ns)
+{
+    unsigned i = 0;
+    while (i < LATENCY_BOUNDS && ns > latency_bounds[i].ns)
+        i++;
+    return i;
+}
+
+void metrics_observe_latency_ns(region_slot *s, uint64_t ns)
+{
+    atomic_fetch_add_explicit(&s->latency_bucket[metrics_latency_bucket(ns)], 1,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->latency_sum_ns, ns, memory_order_relaxed);
+}
+
+void metrics_observe_delivery(region_slot *s, uint64_t accepted_ns)
+{
+    struct timespec now;
+    if (accepted_ns == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return;
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    /* CLOCK_REALTIME may step back between the master's stamp and now. */
+    metrics_observe_latency_ns(s, now_ns > accepted_ns ? now_ns - accepted_ns : 0);
+}
+
+void metrics_count_auth_failure(region_slot *s, int reason)
+{
+    if (reason > AUTH_OK && reason < AUTH_RESULT_COUNT)
+        atomic_fetch_add_explicit(&s->auth_failures[reason], 1, memory_order_relaxed);
+}
+
+/* ---- snapshot: every value summed over the slots, read once */
+
+typedef struct {
+    uint64_t accepted;
+    uint64_t evictions;
+    uint64_t frames_in;
+    uint64_t frames_out;
+    uint64_t queue_dropped;
+    uint64_t restarts;
+    uint64_t auth_failures[AUTH_RESULT_COUNT];
+    uint64_t latency_bucket[REGION_LATENCY_BUCKETS];
+    uint64_t latency_sum_ns;
+} metrics_totals;
+
+static uint64_t load(const _Atomic uint64_t *v)
+{
+    return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+static void sum_slots(const region_header *hdr, metrics_totals *t)
+{
+    *t = (metrics_totals){0};
+    for (uint32_t i = 0; i < hdr->slots && i < REGION_MAX_SLOTS; i++) {
+        const region_slot *s = &hdr->slot[i];
+        t->accepted += load(&s->accepted);
+        t->evictions += load(&s->evictions);
+        t->frames_in += load(&s->frames_in);
+        t->frames_out += load(&s->frames_out);
+        t->queue_dropped += load(&s->queue_dropped);
+        t->restarts += load(&s->restarts);
+        for (int r = 0; r < AUTH_RESULT_COUNT; r++)
+            t->auth_failures[r] += load(&s->auth_failures[r]);
+        for (unsigned b = 0; b < REGION_LATENCY_BUCKETS; b++)
+            t->latency_bucket[b] += load(&s->latency_bucket[b]);
+        t->latency_sum_ns += load(&s->latency_sum_ns);
+    }
+}
+
+/* ---- text output into a bounded buffer */
+
+typedef struct {
+    char *buf;
+    size_t size;
+    size_t len;
+    bool overflow;
+} text_out;
+
+__attribute__((format(printf, 2, 3))) static void emit(text_out *o, const char *fmt, ...)
+{
+    if (o->overflow)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->buf + o->len, o->size - o->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= o->size - o->len) {
+        o->overflow = true;
+        return;
+    }
+    o->len += (size_t)n;
+}
+
+static void family(text_out *o, const char *name, const char *type, const char *help)
+{
+    emit(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(text_out *o, const char *name, const char *help, uint64_t v)
+{
+    family(o, name, "counter", help);
+    emit(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void render_connections(text_out *o, const region_header *hdr)
+{
+    family(o, "wsnotify_connections", "gauge",
+           "Open WebSocket connections, per worker slot (sum them for the server).");
+    for (uint32_t i = 0; i < hdr->slots && i < REGION_MAX_SLOTS; i++) {
+        int64_t n = atomic_load_explicit(&hdr->slot[i].connections, memory_order_relaxed);
+        emit(o, "wsnotify_connections{worker=\"%u\"} %lld\n", (unsigned)i,
+             (long long)(n < 0 ? 0 : n));
+    }
+}
+
+static void render_auth_failures(text_out *o, const metrics_totals *t)
+{
+    family(o, "wsnotify_auth_failures_total", "counter",
+           "WebSocket upgrades refused with 401, by reason.");
+    for (int r = AUTH_OK + 1; r < AUTH_RESULT_COUNT; r++)
+        emit(o, "wsnotify_auth_failures_total{reason=\"%s\"} %llu\n",
+             auth_result_reason((auth_result)r), (unsigned long long)t->auth_failures[r]);
+}
+
+static void render_notifications(text_out *o, const region_header *hdr)
+{
+    family(o, "wsnotify_notifications_total", "counter",
+           "SendNotification calls, by outcome (exactly one outcome per call).");
+    for (int k = 0; k < NOTIFY_OUTCOMES; k++)
+        emit(o, "wsnotify_notifications_total{outcome=\"%s\"} %llu\n", outcome_label[k],
+             (unsigned long long)load(&hdr->notifications[k]));
+}
+
+static void render_frames(text_out *o, const metrics_totals *t)
+{
+    family(o, "wsnotify_frames_total", "counter",
+           "WebSocket frames received from and sent to clients.");
+    emit(o, "wsnotify_frames_total{direction=\"in\"} %llu\n", (unsigned long long)t->frames_in);
+    emit(o, "wsnotify_frames_total{direction=\"out\"} %llu\n",
+         (unsigned long long)t->frames_out);
+}
+
+/* _count is the sum of the buckets read, not a separate counter, so the +Inf
+ * bucket equals _count in every scrape even while workers are counting. */
+static void render_latency(text_out *o, const metrics_totals *t)
+{
+    static const char name[] = "wsnotify_delivery_latency_seconds";
+    family(o, name, "histogram",
+           "Time from the gRPC call's acceptance to the notification frame being written "
+           "to the client's socket.");
+    uint64_t cumulative = 0;
+    for (unsigned b = 0; b < LATENCY_BOUNDS; b++) {
+        cumulative += t->latency_bucket[b];
+        emit(o, "%s_bucket{le=\"%s\"} %llu\n", name, latency_bounds[b].le,
+             (unsigned long long)cumulative);
+    }
+    cumulative += t->latency_bucket[LATENCY_BOUNDS];
+    emit(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cumulative);
+    emit(o, "%s_sum %llu.%09llu\n", name, (unsigned long long)(t->latency_sum_ns / 1000000000u),
+         (unsigned long long)(t->latency_sum_ns % 1000000000u));
+    emit(o, "%s_count %llu\n", name, (unsigned long long)cumulative);
+}
+
+size_t metrics_render(const shm_region *r, char *out, size_t out_size)
+{
+    const region_header *hdr = r->hdr;
+    metrics_totals t;
+    sum_slots(hdr, &t);
+    text_out o = {.buf = out, .size = out_size};
+    if (out_size == 0)
+        return 0;
+    render_connections(&o, hdr);
+    counter(&o, "wsnotify_connections_accepted_total", "WebSocket upgrades completed.",
+            t.accepted);
+    render_auth_failures(&o, &t);
+    counter(&o, "wsnotify_evictions_total",
+            "Connections closed with 4000 because their user connected again.", t.evictions);
+    render_notifications(&o, hdr);
+    counter(&o, "wsnotify_queue_dropped_total",
+            "Notifications counted as delivered whose connection had closed by the time "
+            "its worker read them, so they were never written.",
+            t.queue_dropped);
+    render_frames(&o, &t);
+    counter(&o, "wsnotify_worker_restarts_total", "Worker processes started again after dying.",
+            t.restarts);
+    render_latency(&o, &t);
+    return o.overflow ? 0 : o.len;
+}

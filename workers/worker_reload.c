@@ -1,0 +1,101 @@
+/* worker_reload.c — loading and reloading a worker's secrets, TLS context and
+ * log level (see worker_reload.h).
+ *
+ * The worker is single-threaded, so each swap is atomic with respect to
+ * clients: a handshake is verified entirely against the old set or entirely
+ * against the new one, and a secret kept in both files never fails. A new
+ * TLS context serves new connections only; a connection holds a reference to
+ * the context it started with (SSL_new), so freeing ours is safe. */
+#include "workers/worker_reload.h"
+
+#include <openssl/ssl.h>
+
+#include "src/log.h"
+#include "src/reload.h"
+#include "workers/tls.h"
+
+#define RELOAD_ERR_MAX 512
+
+static int reload_secrets(worker *w)
+{
+    char err[RELOAD_ERR_MAX];
+    secret_set fresh;
+    if (secrets_load(&fresh, w->cfg->jwt_secret_file, err, sizeof err) != 0) {
+        log_error("reload: %s; keeping the %zu secrets loaded before", err, w->secrets.count);
+        return -1;
+    }
+    secrets_free(&w->secrets);
+    w->secrets = fresh;
+    return 0;
+}
+
+static int reload_tls(worker *w)
+{
+    const wsn_config *cfg = w->cfg;
+    if (cfg->tls_cert == NULL)
+        return 0;
+    char err[RELOAD_ERR_MAX];
+    SSL_CTX *fresh = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
+    if (fresh == NULL) {
+        log_error("reload: %s; %s", err,
+                  w->tls_ctx ? "keeping the certificate loaded before" : "no TLS context");
+        return -1;
+    }
+    SSL_CTX_free(w->tls_ctx);
+    w->tls_ctx = fresh;
+    return 0;
+}
+
+static int reload_log_level_file(worker *w)
+{
+    char err[RELOAD_ERR_MAX];
+    log_level level;
+    if (reload_log_level(w->cfg, &level, err, sizeof err) != 0) {
+        log_error("reload: %s; keeping log level %s", err, log_level_name(log_get_level()));
+        return -1;
+    }
+    log_set_level(level);
+    return 0;
+}
+
+static void log_reloaded(worker *w, bool complete)
+{
+    char about[512] = "";
+    if (w->tls_ctx != NULL)
+        tls_ctx_describe(w->tls_ctx, about, sizeof about);
+    log_msg(complete ? LOG_INFO : LOG_WARN,
+            "%s: %zu secrets, log level %s, TLS certificate %s%s%s%s",
+            complete ? "reloaded" : "reload incomplete, now", w->secrets.count,
+            log_level_name(log_get_level()), w->cfg->tls_cert ? w->cfg->tls_cert : "none (TLS off)",
+            about[0] ? " (" : "", about, about[0] ? ")" : "");
+}
+
+int worker_load_reloadables(worker *w)
+{
+    /* At start a bad level file is not fatal: the master checked it moments ago. */
+    reload_log_level_file(w);
+    char err[RELOAD_ERR_MAX];
+    if (secrets_load(&w->secrets, w->cfg->jwt_secret_file, err, sizeof err) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    if (w->cfg->tls_cert != NULL && reload_tls(w) != 0)
+        return -1;
+    return 0;
+}
+
+void worker_reload(worker *w)
+{
+    /* The level first, so this reload's own lines follow the new level. */
+    bool ok = reload_log_level_file(w) == 0;
+    ok = reload_secrets(w) == 0 && ok;
+    ok = reload_tls(w) == 0 && ok;
+    log_reloaded(w, ok);
+}
+
+void worker_free_reloadables(worker *w)
+{
+    secrets_free(&w->secrets);
+    SSL_CTX_free(w->tls_ctx);
+    w->tls_ctx = NULL;
+}
