@@ -9,8 +9,9 @@ Starts the real wsnotifyd on free loopback ports and measures, in this order:
   3. delivery latency: K notifications, one at a time, gRPC call start → frame
      arrival at the receiving client, plus the server's own
      wsnotify_delivery_latency_seconds histogram from GET /metrics;
-  4. throughput: many SendNotification calls in flight (grpcio futures) for a few
-     seconds, every delivery counted at the clients and checked exactly once.
+  4. throughput: many SendNotification calls in flight (grpcio futures, from
+     --senders processes) for a few seconds, every delivery counted at the clients and
+     checked exactly once, with the CPU each process used.
 
 The N connections are held by several load processes (multiprocessing, fork), each
 with at most --per-process sockets and its own source address 127.0.0.2, .3, … so
@@ -130,7 +131,6 @@ class _Loader:
         self.by_fd = {}
         self.requests = []
         self.ramping = False
-        self.ramp_done = False
         self.ramp_deadline = 0.0
         self.next = 0
         self.in_flight = 0
@@ -234,7 +234,6 @@ class _Loader:
 
     def _ramp_finish(self):
         self.ramping = False
-        self.ramp_done = True
         self.t_ramp_end = time.monotonic_ns()
         self.requests = []
         self.ctl.send(("ramped", {
@@ -589,7 +588,7 @@ def kernel_memory():
                 d = dict(zip(p[::2], p[1::2]))
                 k["tcp_inuse"] = int(d.get("inuse", 0))
                 k["tcp_mem"] = int(d.get("mem", 0)) * os.sysconf("SC_PAGE_SIZE")
-    slabs = {}
+    slabs, objsize = {}, {}
     try:
         with open("/proc/slabinfo") as f:
             for line in f:
@@ -598,10 +597,19 @@ def kernel_memory():
                 p = line.split()
                 # name active_objs num_objs objsize objperslab pagesperslab : …
                 slabs[p[0]] = int(p[2]) * int(p[3])
+                objsize[p[0]] = int(p[3])
     except OSError:
-        slabs = None        # readable by root only
+        slabs = objsize = None        # readable by root only
     k["slabs"] = slabs
+    k["objsize"] = objsize
     return k
+
+
+# What one idle accepted TCP socket registered in epoll holds in the kernel: the
+# tcp_sock, the socket+inode, its dentry and struct file, the epoll item, and the
+# LSM blobs. (Caches SLUB merged under another name are simply absent.)
+SOCKET_CACHES = ("TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "eventpoll_pwq",
+                 "lsm_file_cache", "lsm_inode_cache")
 
 
 def cpu_ticks(pid):
@@ -744,6 +752,42 @@ class Sender:
 
 # =========================================================================== phases
 
+class WarmKeeper(threading.Thread):
+    """Answers the server's pings on the warm-up connections, which this process holds
+    (wsnclient answers a ping when it reads it), so a short --heartbeat closes none."""
+
+    def __init__(self, conns):
+        super().__init__(name="wsn-bench-warm", daemon=True)
+        self.by_fd = {c.fileno(): c for c in conns}
+        self.stopping = threading.Event()
+        self.lost = 0
+
+    def run(self):
+        p = select.poll()
+        for fd in self.by_fd:
+            p.register(fd, select.POLLIN)
+        while not self.stopping.is_set() and self.by_fd:
+            for fd, _ in p.poll(200):
+                c = self.by_fd.get(fd)
+                if c is None:
+                    continue
+                try:
+                    f = c.recv_frame(0.05)
+                    closed = f.opcode == wc.OP_CLOSE
+                except wc.WSTimeout:
+                    closed = False
+                except (wc.WSError, OSError):
+                    closed = True
+                if closed:
+                    p.unregister(fd)
+                    del self.by_fd[fd]
+                    self.lost += 1
+
+    def stop(self):
+        self.stopping.set()
+        self.join(2)
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
@@ -753,11 +797,11 @@ class Bench:
         self.stubs = None
         self.sender = None
         self.warm = []
+        self.warm_keeper = None
         self.tmp = tempfile.mkdtemp(prefix="wsn-bench-")
         self.r = {"config": {}, "memory": {}, "ramp": {}, "latency": {}, "throughput": {}}
         self.rng = random.Random(args.seed)
         self.load_uids = []
-        self.uid_of_load = {}
 
     # ---- set-up and tear-down
     def idle_check(self):
@@ -811,8 +855,6 @@ class Bench:
                     "src": "127.0.0.%d" % (2 + i), "uid_first": first, "count": count,
                     "secret": self.daemon.secret, "window": a.window}
             self.loads.append(Child(mp, _load_main, spec, "wsn-bench-load"))
-            for u in range(first, first + count):
-                self.uid_of_load[u] = i
             self.load_uids.extend(range(first, first + count))
             first += count
         for lp in self.loads:
@@ -824,6 +866,8 @@ class Bench:
     def cleanup(self):
         for ch in self.loads + self.senders:
             ch.stop()
+        if self.warm_keeper is not None:
+            self.warm_keeper.stop()
         for c in self.warm:
             c.abort()
         if self.sender is not None:
@@ -864,6 +908,8 @@ class Bench:
                 raise BenchError("warm-up: expected a notification, got %r" % m)
         d.health()
         latency_histogram(d)
+        self.warm_keeper = WarmKeeper(self.warm)
+        self.warm_keeper.start()
 
     def wait_health_connections(self, want, timeout):
         ok, h = self.daemon.wait_health(lambda h: h.get("ws_connections") == want, timeout=timeout,
@@ -925,6 +971,7 @@ class Bench:
             u[cls] = {"private_bytes": priv, "private_per_conn": priv / n,
                       "rss_bytes": delta(cls, "Rss"), "rss_per_conn": delta(cls, "Rss") / n,
                       "pss_bytes": delta(cls, "Pss"), "pss_per_conn": delta(cls, "Pss") / n}
+
         def shm_resident(snap):
             # Pss of the region summed over every process = its pages mapped anywhere.
             return snap["master"]["shm"]["Pss"] + sum(w["shm"]["Pss"] for w in snap["workers"].values())
@@ -957,11 +1004,16 @@ class Bench:
                  for name in set(ka["slabs"]) | set(kb["slabs"])}
             top = sorted(d.items(), key=lambda kv: -kv[1])[:10]
             k["top_slab_caches_per_conn"] = [(name, v / n) for name, v in top if v > 0]
+            k["proc_inode_cache_per_conn"] = d.get("proc_inode_cache", 0) / n
+            k["server_socket_objects"] = {name: ka["objsize"][name] for name in SOCKET_CACHES
+                                          if name in ka["objsize"]}
+            k["server_socket_bytes"] = sum(k["server_socket_objects"].values())
         return rep
 
     # ---- 3: latency
     def wait_arrivals(self, want_ids, timeout):
-        """Pump live arrivals until every id in want_ids arrived. -> {id: (t, uid)}"""
+        """Pump live arrivals until every id in want_ids arrived, or the timeout.
+        -> {id: [(id, t_ns, uid), ...]} of everything that arrived meanwhile."""
         deadline = time.monotonic() + timeout
         got = {}
         pipes = {lp.pipe: lp for lp in self.loads}
@@ -1154,8 +1206,15 @@ class Bench:
             st = lp.request("stats", "stats")
             lost.update(st["lost"])
             pings += st["pings"]
+        if self.warm_keeper.lost:
+            lost["warm-up connections"] = self.warm_keeper.lost
         self.r["connections_lost"] = dict(lost)
         self.r["pings_answered"] = pings
+        now = children_of(self.master_pid)
+        if not self.daemon.alive() or now != self.worker_pids:
+            self.r["daemon_restarted"] = {"master_alive": self.daemon.alive(), "workers_before":
+                                          self.worker_pids, "workers_now": now}
+            raise BenchError("the daemon lost a process during the run: %r" % self.r["daemon_restarted"])
         self.wait_health_connections(a.warmup + a.connections, 10)
         time.sleep(a.settle)
         mem = snapshot(self.master_pid, self.worker_pids)
@@ -1246,6 +1305,13 @@ def format_memory(L, title, m, workers):
     if k.get("top_slab_caches_per_conn"):
         add("    largest slab caches, B/connection: " + ", ".join(
             "%s %.0f" % (nm, v) for nm, v in k["top_slab_caches_per_conn"][:8]))
+        if k["proc_inode_cache_per_conn"] > 100:
+            add("    (proc_inode_cache, and part of dentry, come from something reading "
+                "/proc/PID/fd/* of every process, not from the sockets themselves)")
+    if k.get("server_socket_bytes"):
+        add("    the server's end, from slab object sizes (one each of %s): %d B/connection" % (
+            ", ".join("%s %d" % kv for kv in k["server_socket_objects"].items()),
+            k["server_socket_bytes"]))
     add("")
 
 
@@ -1302,6 +1368,9 @@ def format_report(r):
         add("  delivered:false %d, never arrived %d, duplicates %d, wrong recipient %d" % (
             lat["undelivered"], lat["missing"], lat["duplicates"], lat["wrong_recipient"]))
         add("  " + _cpu_line(lat["cpu_percent"]))
+        if lat["cpu_percent"]["other"] > 20:
+            add("  WARNING: other processes used %.0f%% of a core during this phase: the latency "
+                "is skewed; run again on a quiet machine" % lat["cpu_percent"]["other"])
         add("")
     t = r["throughput"]
     if t:
@@ -1314,6 +1383,9 @@ def format_report(r):
                 "yes" if t["exactly_once"] else "NO", t["missing"], t["duplicates"], t["unexpected"],
                 t["wrong_recipient"], t["delivered_false"], t["rpc_errors"]))
         add("  " + _cpu_line(t["cpu_percent"]))
+        if t["cpu_percent"]["other"] > 20:
+            add("  WARNING: other processes used %.0f%% of a core during this phase" %
+                t["cpu_percent"]["other"])
         if t["daemon_cpu_us_per_notification"]:
             add("  daemon CPU per notification: %.0f us (master, gRPC + routing: %.0f us; workers: %.0f us)" % (
                 t["daemon_cpu_us_per_notification"], t["master_cpu_us_per_notification"],
@@ -1361,8 +1433,8 @@ def parse_args(argv):
                    help="length of the throughput phase, s (default 5; 0 skips)")
     p.add_argument("--in-flight", type=int, default=256,
                    help="gRPC calls in flight for throughput, all senders together (default 256)")
-    p.add_argument("--senders", type=int, default=1,
-                   help="sender processes for throughput, grpcio futures each (default 1)")
+    p.add_argument("--senders", type=int, default=2,
+                   help="sender processes for throughput, grpcio futures each (default 2)")
     p.add_argument("--heartbeat", type=int, default=3600, help="wsnotifyd --heartbeat (default 3600)")
     p.add_argument("--warmup", type=int, default=64, help="warm-up connections before the baseline (default 64)")
     p.add_argument("--settle", type=float, default=1.0, help="pause before a memory reading, s (default 1)")
@@ -1400,6 +1472,7 @@ def main(argv):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     except (ValueError, OSError):
         pass
+    signal.signal(signal.SIGINT, signal.default_int_handler)    # even when started with SIGINT ignored
     for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
         signal.signal(s, _raise_abort)
     signal.alarm(int(a.timeout))
