@@ -6,8 +6,16 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh
 [ -x configure ] || autoreconf -fi
-[ -f Makefile ] || ./configure
-make -j"$(nproc)"
+# Build out of tree in build-dev/ (scripts/test.sh uses build/), unless this
+# checkout was already configured in place.
+if [ -f config.status ]; then
+    BIN=.
+else
+    BIN=build-dev
+    mkdir -p "$BIN"
+    [ -f "$BIN/Makefile" ] || (cd "$BIN" && ../configure)
+fi
+make -C "$BIN" -j"$(nproc)"
 
 JWT_SECRET="${JWT_SECRET:-dev-secret-change-me}"
 export JWT_SECRET
@@ -18,7 +26,7 @@ wsnotifyd is starting with the development secret "$JWT_SECRET" (set JWT_SECRET
 or use --jwt-secret-file in production). In another terminal:
 
   # mint a token for user 1
-  JWT_SECRET='$JWT_SECRET' ./wsnotifyctl token --user-id 1 --email user@example.com
+  JWT_SECRET='$JWT_SECRET' $BIN/wsnotifyctl token --user-id 1 --email user@example.com
 
   # connect (any WebSocket client), e.g. with Python's standard library:
   python3 tests/wsnclient.py ws://127.0.0.1:$PORT/ws?token=TOKEN
@@ -27,7 +35,7 @@ or use --jwt-secret-file in production). In another terminal:
   curl -s http://127.0.0.1:$PORT/health
 
   # send user 1 a notification (gRPC on 127.0.0.1:50056)
-  ./wsnotifyctl send --user-id 1 --type match_created --title Hello --message World
+  $BIN/wsnotifyctl send --user-id 1 --type match_created --title Hello --message World
 
 INFO
-exec ./wsnotifyd "$@"
+exec "$BIN/wsnotifyd" "$@"

@@ -5,6 +5,11 @@ set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install-deps.sh
 autoreconf -fi
+if [ -f config.status ]; then
+    # Configured in place by hand: automake allows no out-of-tree build then.
+    echo "test.sh: removing the in-place build (make distclean) to build in build/"
+    make distclean >/dev/null
+fi
 dir=build
 flags=""
 if [ "${1:-}" = "--sanitizers" ]; then

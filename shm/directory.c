@@ -37,6 +37,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "shm/hash.h"
+
 #define DIRECTORY_MAGIC UINT64_C(0x57534e4449520001) /* "WSNDIR" 1 */
 #define DIRECTORY_MAX_CAPACITY (UINT32_C(1) << 24)
 #define HEADER_ALIGN 64u
@@ -99,18 +101,6 @@ static _Noreturn void die(const char *what, int rc)
 {
     fprintf(stderr, "wsnotify: directory: %s: %s; aborting\n", what, strerror(rc));
     abort();
-}
-
-/* splitmix64 finalizer: user ids are often sequential, which plain masking
- * would turn into long probe runs. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
 }
 
 static size_t round_up(size_t n, size_t to)

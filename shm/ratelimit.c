@@ -16,6 +16,8 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "shm/hash.h"
+
 #define RATELIMIT_MAGIC UINT64_C(0x57534e524c4d0001) /* "WSNRLM" 1 */
 #define WAYS 2u
 #define MIN_SETS 1024u
@@ -84,17 +86,6 @@ uint32_t ratelimit_window_wait(uint32_t prev, uint32_t cur, uint32_t elapsed, ui
 }
 
 /* ---- shared table ----------------------------------------------------- */
-
-/* splitmix64 finalizer: spreads sequential user ids over sets and tags. */
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    x ^= x >> 31;
-    return x;
-}
 
 static size_t header_bytes(void)
 {

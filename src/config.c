@@ -3,16 +3,15 @@
 #include "src/config.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <config.h>
 
 #include "shm/ratelimit.h"
+#include "src/decimal.h"
 
 enum {
     OPT_GRPC_BIND = 256,
@@ -97,20 +96,6 @@ void config_defaults(wsn_config *cfg)
     cfg->max_messages_per_second = 10;
 }
 
-/* A whole decimal number in [min, max]; no sign, no spaces, no trailing junk. */
-static bool parse_range(const char *s, unsigned long min, unsigned long max, unsigned long *out)
-{
-    if (s[0] < '0' || s[0] > '9')
-        return false;
-    errno = 0;
-    char *end = NULL;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 static bool parse_address(const char *s, char *out, size_t out_size)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -132,7 +117,7 @@ static config_status bad_value(char *err, size_t err_size, const char *flag, con
 config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, char *err,
                            size_t err_size)
 {
-    unsigned long v;
+    uint64_t v;
     int opt;
     int index = 0;
     optind = 0; /* GNU: full re-initialisation, so tests can parse repeatedly */
@@ -140,17 +125,17 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
     while ((opt = getopt_long(argc, argv, ":w:p:b:g:s:m:l:hV", long_options, &index)) != -1) {
         switch (opt) {
         case 'w':
-            if (!parse_range(optarg, 1, CONFIG_MAX_WORKERS, &v))
+            if (!decimal_parse_range(optarg, 1, CONFIG_MAX_WORKERS, &v))
                 return bad_value(err, err_size, "--workers", optarg, "1..256");
             cfg->workers = (int)v;
             break;
         case 'p':
-            if (!parse_range(optarg, 1, 65535, &v))
+            if (!decimal_parse_range(optarg, 1, 65535, &v))
                 return bad_value(err, err_size, "--port", optarg, "1..65535");
             cfg->port = (uint16_t)v;
             break;
         case 'g':
-            if (!parse_range(optarg, 1, 65535, &v))
+            if (!decimal_parse_range(optarg, 1, 65535, &v))
                 return bad_value(err, err_size, "--grpc-port", optarg, "1..65535");
             cfg->grpc_port = (uint16_t)v;
             break;
@@ -168,12 +153,12 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
             cfg->jwt_secret_file = optarg;
             break;
         case 'm':
-            if (!parse_range(optarg, 1, 16777216, &v))
+            if (!decimal_parse_range(optarg, 1, 16777216, &v))
                 return bad_value(err, err_size, "--max-connections", optarg, "1..16777216");
             cfg->max_connections = (uint32_t)v;
             break;
         case OPT_HEARTBEAT:
-            if (!parse_range(optarg, 1, 3600, &v))
+            if (!decimal_parse_range(optarg, 1, 3600, &v))
                 return bad_value(err, err_size, "--heartbeat", optarg, "1..3600 seconds");
             cfg->heartbeat = (unsigned)v;
             break;
@@ -197,13 +182,13 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
             cfg->tls_key = optarg;
             break;
         case OPT_MAX_CONNECTS:
-            if (!parse_range(optarg, 0, RATELIMIT_MAX_CONNECTS, &v))
+            if (!decimal_parse_range(optarg, 0, RATELIMIT_MAX_CONNECTS, &v))
                 return bad_value(err, err_size, "--max-connects-per-minute", optarg,
                                  "0..1000, 0 = no limit");
             cfg->max_connects_per_minute = (uint32_t)v;
             break;
         case OPT_MAX_MESSAGES:
-            if (!parse_range(optarg, 0, RATELIMIT_MAX_MESSAGES, &v))
+            if (!decimal_parse_range(optarg, 0, RATELIMIT_MAX_MESSAGES, &v))
                 return bad_value(err, err_size, "--max-messages-per-second", optarg,
                                  "0..10000, 0 = no limit");
             cfg->max_messages_per_second = (uint32_t)v;

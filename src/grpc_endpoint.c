@@ -543,15 +543,12 @@ static void call_start_batch(call_ctx *c, const grpc_op *ops, size_t n)
     }
 }
 
-/* Reply and end the call: [initial metadata], [message], status, then wait for
- * the close (RECV_CLOSE_ON_SERVER, never together with RECV_MESSAGE). Takes
- * ownership of response. */
-static void call_finish(call_ctx *c, grpc_status_code code, const char *details,
-                        grpc_byte_buffer *response)
+/* The ops every reply batch starts with: initial metadata (once per call) and
+ * the message, if any. Takes ownership of response: c->send keeps it alive until
+ * the batch completes. ops must have room for two. Returns how many it wrote. */
+static size_t ops_send_prefix(call_ctx *c, grpc_op *ops, grpc_byte_buffer *response)
 {
-    grpc_op ops[4];
     size_t n = 0;
-    memset(ops, 0, sizeof ops);
     if (!c->sent_initial_metadata) {
         ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
         c->sent_initial_metadata = true;
@@ -563,6 +560,18 @@ static void call_finish(call_ctx *c, grpc_status_code code, const char *details,
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = response;
     }
+    return n;
+}
+
+/* Reply and end the call: [initial metadata], [message], status, then wait for
+ * the close (RECV_CLOSE_ON_SERVER, never together with RECV_MESSAGE). Takes
+ * ownership of response. */
+static void call_finish(call_ctx *c, grpc_status_code code, const char *details,
+                        grpc_byte_buffer *response)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = ops_send_prefix(c, ops, response);
     if (details != NULL && details[0] != '\0') {
         c->status_details = grpc_slice_from_copied_string(details);
         c->has_status_details = true;
@@ -779,19 +788,8 @@ static grpc_byte_buffer *refl_answer(const refl_index *x, refl_request *req)
 static void stream_continue(call_ctx *c, grpc_byte_buffer *response)
 {
     grpc_op ops[3];
-    size_t n = 0;
     memset(ops, 0, sizeof ops);
-    if (!c->sent_initial_metadata) {
-        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        c->sent_initial_metadata = true;
-    }
-    if (c->send != NULL)
-        grpc_byte_buffer_destroy(c->send);
-    c->send = response;
-    if (response != NULL) {
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = response;
-    }
+    size_t n = ops_send_prefix(c, ops, response);
     ops[n].op = GRPC_OP_RECV_MESSAGE;
     ops[n++].data.recv_message.recv_message = &c->recv;
     c->state = CALL_STREAMING;

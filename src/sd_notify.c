@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/decimal.h"
 #include "src/log.h"
 
 #define SD_NOTIFY_MAX_MESSAGE 1024
@@ -38,33 +39,15 @@ int sd_notify_parse_address(const char *value, struct sockaddr_un *addr, socklen
     return 0;
 }
 
-/* Strict decimal: digits only, no sign, no overflow. */
-static int parse_decimal(const char *s, uint64_t *out)
-{
-    if (s == NULL || *s == '\0')
-        return -1;
-    uint64_t v = 0;
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 uint64_t sd_notify_parse_watchdog(const char *usec, const char *pid, long self)
 {
     uint64_t interval;
-    if (parse_decimal(usec, &interval) != 0 || interval == 0)
+    if (usec == NULL || !decimal_parse_range(usec, 1, UINT64_MAX, &interval))
         return 0;
     if (pid != NULL) {
         uint64_t p;
         /* The watchdog is meant for another process (e.g. a wrapper's child). */
-        if (parse_decimal(pid, &p) != 0 || p != (uint64_t)self)
+        if (!decimal_parse_range(pid, 0, UINT64_MAX, &p) || p != (uint64_t)self)
             return 0;
     }
     return interval;

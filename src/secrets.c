@@ -14,12 +14,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "src/errbuf.h"
 
 #define READ_CHUNK 4096
 /* Generous for SECRETS_MAX lines of SECRET_MAX_LEN; stops a mistaken path
@@ -33,21 +34,6 @@ typedef struct {
     size_t len;
     size_t line_no;
 } line_buffer;
-
-static void set_error(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int r = vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-    if (r < 0)
-        err[0] = '\0';
-}
 
 static void secret_set_init(secret_set *s)
 {
@@ -80,8 +66,8 @@ static int secret_set_add(secret_set *s, const unsigned char *p, size_t n)
 static int report_overlong(const line_buffer *line, const char *path, char *err,
                            size_t err_size)
 {
-    set_error(err, err_size, "%s:%zu: secret longer than %d bytes", path, line->line_no,
-              SECRET_MAX_LEN);
+    errbuf_set(err, err_size, "%s:%zu: secret longer than %d bytes", path, line->line_no,
+               SECRET_MAX_LEN);
     return -1;
 }
 
@@ -96,12 +82,12 @@ static int finish_line(secret_set *out, line_buffer *line, const char *path, cha
     if (line->len == 0 || is_blank(line->data, line->len))
         return 0;
     if (out->count == SECRETS_MAX) {
-        set_error(err, err_size, "%s:%zu: more than %d secrets", path, line->line_no,
-                  SECRETS_MAX);
+        errbuf_set(err, err_size, "%s:%zu: more than %d secrets", path, line->line_no,
+                   SECRETS_MAX);
         return -1;
     }
     if (secret_set_add(out, line->data, line->len) != 0) {
-        set_error(err, err_size, "%s:%zu: out of memory", path, line->line_no);
+        errbuf_set(err, err_size, "%s:%zu: out of memory", path, line->line_no);
         return -1;
     }
     return 0;
@@ -151,14 +137,14 @@ static int read_secrets_fd(secret_set *out, int fd, const char *path, line_buffe
         if (got < 0) {
             if (errno == EINTR)
                 continue;
-            set_error(err, err_size, "cannot read %s: %s", path, strerror(errno));
+            errbuf_set(err, err_size, "cannot read %s: %s", path, strerror(errno));
             return -1;
         }
         if (got == 0)
             break;
         total += (size_t)got;
         if (total > SECRETS_FILE_MAX) {
-            set_error(err, err_size, "%s is larger than %d bytes", path, SECRETS_FILE_MAX);
+            errbuf_set(err, err_size, "%s is larger than %d bytes", path, SECRETS_FILE_MAX);
             return -1;
         }
         if (feed_chunk(out, line, chunk, (size_t)got, path, err, err_size) != 0)
@@ -170,7 +156,7 @@ static int read_secrets_fd(secret_set *out, int fd, const char *path, line_buffe
             return -1;
     }
     if (out->count == 0) {
-        set_error(err, err_size, "no secret in %s", path);
+        errbuf_set(err, err_size, "no secret in %s", path);
         return -1;
     }
     return 0;
@@ -182,12 +168,12 @@ int secrets_load_file(secret_set *out, const char *path, char *err, size_t err_s
         return -1;
     secret_set_init(out);
     if (path == NULL) {
-        set_error(err, err_size, "no secret file given");
+        errbuf_set(err, err_size, "no secret file given");
         return -1;
     }
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        set_error(err, err_size, "cannot read %s: %s", path, strerror(errno));
+        errbuf_set(err, err_size, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     line_buffer line = { .len = 0, .line_no = 1 };
@@ -196,7 +182,7 @@ int secrets_load_file(secret_set *out, const char *path, char *err, size_t err_s
     explicit_bzero(&line, sizeof line);
     explicit_bzero(chunk, sizeof chunk);
     if (close(fd) != 0 && rc == 0) {
-        set_error(err, err_size, "cannot read %s: %s", path, strerror(errno));
+        errbuf_set(err, err_size, "cannot read %s: %s", path, strerror(errno));
         rc = -1;
     }
     if (rc != 0)
@@ -212,15 +198,15 @@ static int load_env_secret(secret_set *out, const char *var, const char *hint, c
     const char *value = getenv(var);
     size_t n = value ? strlen(value) : 0;
     if (n == 0 || is_blank((const unsigned char *)value, n)) {
-        set_error(err, err_size, "%s is not set%s", var, hint);
+        errbuf_set(err, err_size, "%s is not set%s", var, hint);
         return -1;
     }
     if (n > SECRET_MAX_LEN) {
-        set_error(err, err_size, "%s is longer than %d bytes", var, SECRET_MAX_LEN);
+        errbuf_set(err, err_size, "%s is longer than %d bytes", var, SECRET_MAX_LEN);
         return -1;
     }
     if (secret_set_add(out, (const unsigned char *)value, n) != 0) {
-        set_error(err, err_size, "%s: out of memory", var);
+        errbuf_set(err, err_size, "%s: out of memory", var);
         return -1;
     }
     return 0;

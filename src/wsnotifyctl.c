@@ -23,6 +23,7 @@
 
 #include <config.h>
 #include "proto/notification.pb-c.h"
+#include "src/decimal.h"
 #include "src/secrets.h"
 #include "workers/auth.h"
 
@@ -58,19 +59,6 @@ static void ctl_usage(FILE *out)
             "  -V, --version    print the version and exit\n"
             "\n"
             "See wsnotifyctl(1).\n");
-}
-
-static int parse_i64(const char *s, long long min, long long max, long long *out)
-{
-    if (s[0] < '0' || s[0] > '9')
-        return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 /* Any decimal int64, sign allowed: the server, not the client, judges the value. */
@@ -109,6 +97,22 @@ static int ctl_bad_option(int opt, char **argv)
     return 2;
 }
 
+/* A flag's value that does not parse. Returns the exit status. */
+static int ctl_bad_value(const char *flag, const char *value, const char *expected)
+{
+    fprintf(stderr, "wsnotifyctl: %s: invalid value '%s' (expected %s)\n", flag, value, expected);
+    return 2;
+}
+
+/* No command takes operands: true (and said so) when one is left after the flags. */
+static bool ctl_extra_operand(int argc, char **argv)
+{
+    if (optind >= argc)
+        return false;
+    fprintf(stderr, "wsnotifyctl: %s: unexpected argument\n", argv[optind]);
+    return true;
+}
+
 static int cmd_token(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -119,8 +123,8 @@ static int cmd_token(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    long long user_id = 0;
-    long long ttl = CTL_DEFAULT_TTL;
+    uint64_t user_id = 0;
+    uint64_t ttl = CTL_DEFAULT_TTL;
     const char *email = NULL;
     const char *secret_file = NULL;
     int opt;
@@ -129,19 +133,15 @@ static int cmd_token(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_USER_ID:
-            if (parse_i64(optarg, 1, INT64_MAX, &user_id) != 0) {
-                fprintf(stderr, "wsnotifyctl: --user-id: invalid value '%s' (expected a positive integer)\n", optarg);
-                return 2;
-            }
+            if (!decimal_parse_range(optarg, 1, INT64_MAX, &user_id))
+                return ctl_bad_value("--user-id", optarg, "a positive integer");
             break;
         case OPT_EMAIL:
             email = optarg;
             break;
         case OPT_TTL:
-            if (parse_i64(optarg, 1, 10LL * 365 * 24 * 3600, &ttl) != 0) {
-                fprintf(stderr, "wsnotifyctl: --ttl: invalid value '%s' (expected 1..315360000 seconds)\n", optarg);
-                return 2;
-            }
+            if (!decimal_parse_range(optarg, 1, 10ULL * 365 * 24 * 3600, &ttl))
+                return ctl_bad_value("--ttl", optarg, "1..315360000 seconds");
             break;
         case OPT_SECRET_FILE:
             secret_file = optarg;
@@ -149,18 +149,12 @@ static int cmd_token(int argc, char **argv)
         case 'h':
             ctl_usage(stdout);
             return 0;
-        case ':':
-            fprintf(stderr, "wsnotifyctl: %s: missing value\n", argv[optind - 1]);
-            return 2;
         default:
-            fprintf(stderr, "wsnotifyctl: %s: unknown option (see --help)\n", argv[optind - 1]);
-            return 2;
+            return ctl_bad_option(opt, argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "wsnotifyctl: %s: unexpected argument\n", argv[optind]);
+    if (ctl_extra_operand(argc, argv))
         return 2;
-    }
     if (user_id == 0 || email == NULL) {
         fprintf(stderr, "wsnotifyctl: token needs --user-id and --email\n");
         return 2;
@@ -171,7 +165,8 @@ static int cmd_token(int argc, char **argv)
         fprintf(stderr, "wsnotifyctl: %s\n", err);
         return 1;
     }
-    char *token = auth_token_create(&secrets, (int64_t)user_id, email, (int64_t)time(NULL) + ttl);
+    char *token =
+        auth_token_create(&secrets, (int64_t)user_id, email, (int64_t)time(NULL) + (int64_t)ttl);
     secrets_free(&secrets);
     if (token == NULL) {
         fprintf(stderr, "wsnotifyctl: cannot create the token\n");
@@ -347,20 +342,13 @@ static int cmd_send(int argc, char **argv)
     while ((opt = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_USER_ID:
-            if (parse_any_i64(optarg, &req.user_id) != 0) {
-                fprintf(stderr,
-                        "wsnotifyctl: --user-id: invalid value '%s' (expected an integer)\n",
-                        optarg);
-                return 2;
-            }
+            if (parse_any_i64(optarg, &req.user_id) != 0)
+                return ctl_bad_value("--user-id", optarg, "an integer");
             have_user = true;
             break;
         case OPT_ID:
-            if (parse_any_i64(optarg, &req.id) != 0) {
-                fprintf(stderr, "wsnotifyctl: --id: invalid value '%s' (expected an integer)\n",
-                        optarg);
-                return 2;
-            }
+            if (parse_any_i64(optarg, &req.id) != 0)
+                return ctl_bad_value("--id", optarg, "an integer");
             break;
         case OPT_TYPE:
             req.type = optarg;
@@ -387,10 +375,8 @@ static int cmd_send(int argc, char **argv)
             return ctl_bad_option(opt, argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "wsnotifyctl: %s: unexpected argument\n", argv[optind]);
+    if (ctl_extra_operand(argc, argv))
         return 2;
-    }
     /* Presence is checked here; values (empty, too long, user_id <= 0) by the server. */
     if (!have_user || req.type == protobuf_c_empty_string || req.title == protobuf_c_empty_string ||
         req.message == protobuf_c_empty_string) {
@@ -542,16 +528,12 @@ static int cmd_health(int argc, char **argv)
             return ctl_bad_option(opt, argv);
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "wsnotifyctl: %s: unexpected argument\n", argv[optind]);
+    if (ctl_extra_operand(argc, argv))
         return 2;
-    }
     char host[256];
     char port[16];
-    if (split_host_port(server, host, sizeof host, port, sizeof port) != 0) {
-        fprintf(stderr, "wsnotifyctl: --server: invalid value '%s' (expected HOST:PORT)\n", server);
-        return 2;
-    }
+    if (split_host_port(server, host, sizeof host, port, sizeof port) != 0)
+        return ctl_bad_value("--server", server, "HOST:PORT");
     char err[300];
     int fd = ctl_connect(host, port, err, sizeof err);
     if (fd < 0) {

@@ -10,6 +10,9 @@ import subprocess
 import sys
 import unittest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2e_support as es  # noqa: E402
+
 SRCDIR = os.environ.get("WSN_SRCDIR", os.path.join(os.path.dirname(__file__), ".."))
 PROGRAMS = {
     "wsnotifyd": (os.environ.get("WSNOTIFYD", "./wsnotifyd"), "man/wsnotifyd.8"),
@@ -83,7 +86,4 @@ class DocsAgree(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    bad = {getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors}
-    print(f"{result.testsRun - len(bad)} passed, {len(bad)} failed")
-    sys.exit(1 if bad else 0)
+    es.unittest_main()

@@ -7,19 +7,17 @@ Exit 0 = all passed, 77 = skipped (no daemon), 1 = failures.  The last line prin
 Set WSN_E2E_LOG_LEVEL=debug to start the daemons with --log-level debug.
 """
 
-import functools
 import itertools
 import json
 import os
 import signal
 import socket
 import sys
-import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wsnclient as wc  # noqa: E402
+import e2e_support as es  # noqa: E402
 from wsnclient import OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT  # noqa: E402
 
 WSNOTIFYD = os.environ.get("WSNOTIFYD", "")
@@ -41,70 +39,29 @@ def note(msg):
         NOTES.append(msg)
 
 
-class TestTimeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise TestTimeout("test exceeded its time limit")
-
-
-def _with_log_dump(fn):
-    """On any failure, print the tail of every daemon this test used."""
-    @functools.wraps(fn)
-    def wrapper(self, *a, **kw):
-        try:
-            return fn(self, *a, **kw)
-        except unittest.SkipTest:
-            raise
-        except BaseException:
-            for d in self._daemons():
-                print("\n----- %s: last log lines of %s (%s)" % (self.id(), d.name or "daemon", d.log_path))
-                print(d.log_tail(40))
-                print("-----")
-            raise
-    return wrapper
-
-
-class E2ETest(unittest.TestCase):
+class E2ETest(es.DaemonTestCase):
     """Base: per-test alarm, client bookkeeping, helpers. A subclass sets DAEMON_KW
     (kwargs for wc.Daemon) to get one daemon for the whole class in cls.d."""
     DAEMON_KW = None
-    d = None
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        for name in list(vars(cls)):
-            if name.startswith("test"):
-                setattr(cls, name, _with_log_dump(getattr(cls, name)))
+    TIMEOUT = TEST_TIMEOUT
 
     @classmethod
     def setUpClass(cls):
         cls.d = None
         if cls.DAEMON_KW is not None:
-            signal.signal(signal.SIGALRM, _alarm)
-            signal.alarm(30)
+            es.arm_alarm(30)
             try:
                 cls.d = wc.Daemon(WSNOTIFYD, name=cls.__name__, **cls.DAEMON_KW)
                 cls.d.start()
             finally:
                 signal.alarm(0)
 
-    @classmethod
-    def tearDownClass(cls):
-        if cls.d is not None:
-            cls.d.cleanup()
-
     def setUp(self):
-        self.clients = []
+        super().setUp()
         self.local = []
-        signal.signal(signal.SIGALRM, _alarm)
-        signal.alarm(getattr(self, "TIMEOUT", TEST_TIMEOUT))
 
     def tearDown(self):
-        signal.alarm(0)
-        for c in self.clients:
-            c.abort()
+        super().tearDown()
         for d in self.local:
             d.cleanup()
         if self.d is not None and self.d.alive() and self.clients:
@@ -971,23 +928,6 @@ class CommandLineTests(E2ETest):
 
 # =========================================================================== main
 
-class SummaryResult(unittest.TextTestResult):
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.passed = 0
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.passed += 1
-
-
-def _watchdog():
-    print("\ne2e_gateway: global time limit of %d s exceeded; killing the daemons" % GLOBAL_TIMEOUT, flush=True)
-    wc._kill_all_daemons()
-    print("0 passed, 1 failed", flush=True)
-    os._exit(1)
-
-
 def main(argv):
     if not WSNOTIFYD:
         print("WSNOTIFYD is not set: skipping the end-to-end tests")
@@ -995,33 +935,10 @@ def main(argv):
     if not os.access(WSNOTIFYD, os.X_OK):
         print("%s is not an executable: skipping the end-to-end tests" % WSNOTIFYD)
         return 77
-    try:
-        import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < 2048:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
-    except (ImportError, ValueError, OSError):
-        pass
-    wd = threading.Timer(GLOBAL_TIMEOUT, _watchdog)
-    wd.daemon = True
-    wd.start()
-    loader = unittest.TestLoader()
-    mod = sys.modules[__name__]
-    suite = loader.loadTestsFromNames(argv, mod) if argv else loader.loadTestsFromModule(mod)
-    t0 = time.monotonic()
-    runner = unittest.TextTestRunner(stream=sys.stdout, verbosity=2, resultclass=SummaryResult)
-    result = runner.run(suite)
-    wd.cancel()
-    wc._kill_all_daemons()
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    for n in NOTES:
-        print("NOTE: " + n)
-    print("(%.1f s)" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (result.passed, failed))
-    sys.stdout.flush()
-    if failed:
-        return 1
-    return 0 if result.passed else 77
+    es.raise_nofile_limit()
+    with es.watchdog(GLOBAL_TIMEOUT, "\ne2e_gateway: global time limit of %d s exceeded; killing the daemons"
+                     % GLOBAL_TIMEOUT):
+        return es.run_unittest_file(sys.modules[__name__], argv, NOTES)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,14 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import wsnclient as wc  # noqa: E402
+import e2e_support as es  # noqa: E402
+from e2e_support import Failure, check  # noqa: E402
 
 # grpcio's fork handlers are not wanted: the tests fork daemons and wsnotifyctl.
 os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
@@ -57,15 +57,6 @@ TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 pb = pbg = hpb = hpbg = None          # stubs, imported by generate_stubs()
 REFLECTION = {}                        # "v1"/"v1alpha" -> (messages module, stub class)
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 # --------------------------------------------------------------------------- stubs
@@ -342,6 +333,31 @@ def test_no_push(ctx):
     c.send_text('{"type":"ping"}')
     msg = c.recv_json(3)
     check(msg.get("type") == "pong", "after send_push false the next message is %r, not the pong" % msg)
+
+
+def test_slow_reader_dropped(ctx):
+    """A client that never reads is dropped once its unsent output passes the bound
+    (1 MiB on top of what the kernel buffers), instead of growing the worker's memory;
+    it goes offline, and the worker keeps serving everyone else."""
+    slow_uid, other_uid = ctx.uids(2)
+    slow = ctx.open_user(slow_uid)
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    other = ctx.open_user(other_uid)
+    body = "x" * 16000
+    dropped = False
+    for i in range(3000):   # ~48 MB at most: far over kernel buffers + 1 MiB
+        r = ctx.send(slow_uid, message=body)
+        if not r.delivered:
+            dropped = True
+            break
+    check(dropped, "a client that never reads was never dropped (%d notifications)" % i)
+    line = ctx.d.wait_log(lambda ln: "slow client" in ln.raw and "UserID=%d)" % slow_uid in ln.raw, 5)
+    check(line is not None, "no 'slow client' log line for user %d" % slow_uid)
+    r = ctx.send(other_uid, message="still here")
+    check(r.delivered, "the other user was not delivered to after the slow client was dropped")
+    msg = other.recv_json(5)
+    check(msg.get("type") == "notification" and msg["data"]["message"] == "still here",
+          "the other user got %r" % msg)
 
 
 def test_reconnect_other_worker(ctx):
@@ -621,6 +637,7 @@ TESTS = [
     test_200_users,
     test_caller_id_echoed,
     test_no_push,
+    test_slow_reader_dropped,
     test_reconnect_other_worker,
     test_reflection,
     test_wsnotifyctl,
@@ -632,78 +649,28 @@ TESTS = [
 
 # --------------------------------------------------------------------------- main
 
-def _watchdog():
-    print("\ne2e_grpc: global time limit of %d s exceeded; killing the daemons" % GLOBAL_TIMEOUT, flush=True)
-    wc._kill_all_daemons()
-    print("0 passed, 1 failed", flush=True)
-    os._exit(1)
+def setup(tmp):
+    generate_stubs(tmp)
+    d = wc.Daemon(WSNOTIFYD, workers=WORKERS, name="grpc")
+    d.start()
+    return Ctx(d)
 
 
 def main(argv):
-    if not WSNOTIFYD or not os.access(WSNOTIFYD, os.X_OK):
-        print("e2e_grpc: WSNOTIFYD (%r) is not an executable: skipping" % WSNOTIFYD)
+    if es.no_daemon(WSNOTIFYD, "e2e_grpc: WSNOTIFYD (%r) is not an executable: skipping" % WSNOTIFYD):
         return 77
     for tool in (PROTOC, GRPC_PYTHON_PLUGIN):
         if not os.access(tool, os.X_OK):
             print("e2e_grpc: %s not found (protobuf-compiler, protobuf-compiler-grpc): skipping" % tool)
             return 77
-    try:
-        import resource
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < 2048:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
-    except (ImportError, ValueError, OSError):
-        pass
-    wd = threading.Timer(GLOBAL_TIMEOUT, _watchdog)
-    wd.daemon = True
-    wd.start()
-    t0 = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="wsn-e2e-grpc-")
+    es.raise_nofile_limit()
     selected = [t for t in TESTS if not argv or t.__name__ in argv]
-    passed = failed = 0
-    d = None
-    try:
-        generate_stubs(tmp)
-        d = wc.Daemon(WSNOTIFYD, workers=WORKERS, name="grpc")
-        d.start()
-        ctx = Ctx(d)
-        for t in selected:
-            t1 = time.monotonic()
-            try:
-                t(ctx)
-                passed += 1
-                print("PASS %s (%.1f s)" % (t.__name__, time.monotonic() - t1), flush=True)
-            except Exception as e:      # noqa: BLE001 — every failure is reported, then next test
-                failed += 1
-                print("FAIL %s: %s" % (t.__name__, e), flush=True)
-                if not isinstance(e, Failure):
-                    traceback.print_exc(file=sys.stdout)
-                print("----- last daemon log lines\n%s\n-----" % d.log_tail(30), flush=True)
-            finally:
-                ctx.close_clients()
-            if not d.alive() and t is not test_sigterm_in_flight:
-                print("the daemon died; log:\n%s" % d.log_tail(40))
-                failed += 1
-                break
-        ctx.ch.close()
-    except Exception as e:              # noqa: BLE001 — set-up failure
-        failed += 1
-        print("FAIL set-up: %s" % e)
-        traceback.print_exc(file=sys.stdout)
-        if d is not None:
-            print(d.log_tail(40))
-    finally:
-        wd.cancel()
-        if d is not None:
-            d.cleanup()
-        wc._kill_all_daemons()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("(%.1f s)" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (passed, failed))
-    sys.stdout.flush()
-    if failed:
-        return 1
-    return 0 if passed else 77
+    with es.watchdog(GLOBAL_TIMEOUT, "\ne2e_grpc: global time limit of %d s exceeded; killing the daemons"
+                     % GLOBAL_TIMEOUT):
+        return es.run_function_file(setup, selected, "wsn-e2e-grpc-",
+                                    teardown=lambda ctx: ctx.ch.close(),
+                                    after_each=Ctx.close_clients,
+                                    may_stop_daemon=(test_sigterm_in_flight,))
 
 
 if __name__ == "__main__":

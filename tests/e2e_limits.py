@@ -12,19 +12,17 @@ Exit 0 = all passed, 77 = skipped (no daemon), 1 = failures; the last line is
 `N passed, M failed`.
 """
 
-import functools
 import itertools
 import os
 import re
-import signal
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wsnclient as wc  # noqa: E402
+import e2e_support as es  # noqa: E402
 from wsnclient import OP_PING, OP_PONG, OP_TEXT  # noqa: E402
 
 WSNOTIFYD = os.environ.get("WSNOTIFYD", "")
@@ -54,42 +52,11 @@ def burst_of_pings(n):
     return b"".join(wc.encode_frame(OP_TEXT, PING) for _ in range(n))
 
 
-class TestTimeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise TestTimeout("test exceeded its time limit")
-
-
-def _with_log_dump(fn):
-    """On a failure, print the tail of the class's daemon log."""
-    @functools.wraps(fn)
-    def wrapper(self, *a, **kw):
-        try:
-            return fn(self, *a, **kw)
-        except unittest.SkipTest:
-            raise
-        except BaseException:
-            if self.d is not None:
-                print("\n----- last log lines of %s (%s)" % (self.d.name, self.d.log_path))
-                print(self.d.log_tail(40))
-                print("-----")
-            raise
-    return wrapper
-
-
-class LimitTest(unittest.TestCase):
+class LimitTest(es.DaemonTestCase):
     """One daemon per class, started with ARGS."""
     ARGS = ()
     WORKERS = 4
-    d = None
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        for name in list(vars(cls)):
-            if name.startswith("test"):
-                setattr(cls, name, _with_log_dump(getattr(cls, name)))
+    TIMEOUT = TEST_TIMEOUT
 
     @classmethod
     def setUpClass(cls):
@@ -98,21 +65,6 @@ class LimitTest(unittest.TestCase):
         cls.d = wc.Daemon(WSNOTIFYD, workers=cls.WORKERS, extra_args=list(cls.ARGS),
                           name=cls.__name__)
         cls.d.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.d is not None:
-            cls.d.cleanup()
-
-    def setUp(self):
-        self.clients = []
-        signal.signal(signal.SIGALRM, _alarm)
-        signal.alarm(TEST_TIMEOUT)
-
-    def tearDown(self):
-        signal.alarm(0)
-        for c in self.clients:
-            c.abort()
 
     # ---- helpers
     def connect(self, user):
@@ -309,33 +261,9 @@ class BadValues(unittest.TestCase):
                 self.assertEqual(len(out.stderr.strip().splitlines()), 1, out.stderr)
 
 
-def _watchdog():
-    print("e2e_limits: exceeded %d s, giving up" % GLOBAL_TIMEOUT)
-    wc._kill_all_daemons()
-    print("0 passed, 1 failed")
-    sys.stdout.flush()
-    os._exit(1)
-
-
 def main(argv):
-    wd = threading.Timer(GLOBAL_TIMEOUT, _watchdog)
-    wd.daemon = True
-    wd.start()
-    loader = unittest.TestLoader()
-    mod = sys.modules[__name__]
-    suite = loader.loadTestsFromNames(argv, mod) if argv else loader.loadTestsFromModule(mod)
-    t0 = time.monotonic()
-    result = unittest.TextTestRunner(stream=sys.stdout, verbosity=2).run(suite)
-    wd.cancel()
-    wc._kill_all_daemons()
-    failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
-    passed = result.testsRun - failed - len(result.skipped)
-    print("(%.1f s)" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (passed, failed))
-    sys.stdout.flush()
-    if failed:
-        return 1
-    return 0 if passed else 77
+    with es.watchdog(GLOBAL_TIMEOUT, "e2e_limits: exceeded %d s, giving up" % GLOBAL_TIMEOUT):
+        return es.run_unittest_file(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -15,17 +15,15 @@ Exit 0 = all passed, 77 = skipped (no daemon), 1 = failures. The last line print
 
 import os
 import re
-import shutil
 import signal
 import sys
-import tempfile
-import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import wsnclient as wc  # noqa: E402
+import e2e_support as es  # noqa: E402
+from e2e_support import Failure, check  # noqa: E402
 
 WSNOTIFYD = os.environ.get("WSNOTIFYD", "")
 WORKERS = 4
@@ -47,15 +45,6 @@ AUTH_REASONS = ["missing_token", "malformed_token", "bad_algorithm", "bad_signat
                 "missing_exp", "token_expired", "missing_user_id", "bad_email"]
 OUTCOMES = ["delivered", "offline", "dropped", "invalid", "not_pushed"]
 LATENCY = "wsnotify_delivery_latency_seconds"
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 # --------------------------------------------------------------------------- parser
@@ -455,73 +444,21 @@ STEPS = [
 
 # --------------------------------------------------------------------------- main
 
-def _watchdog():
-    print("\ne2e_metrics: global time limit of %d s exceeded; killing the daemon" % GLOBAL_TIMEOUT,
-          flush=True)
-    wc._kill_all_daemons()
-    print("0 passed, 1 failed", flush=True)
-    os._exit(1)
+def setup(tmp):
+    eg = load_grpc(tmp)
+    d = wc.Daemon(WSNOTIFYD, workers=WORKERS, name="metrics")
+    d.start()
+    return Ctx(d, eg)
 
 
 def main(argv):
-    if not WSNOTIFYD or not os.access(WSNOTIFYD, os.X_OK):
-        print("e2e_metrics: WSNOTIFYD (%r) is not an executable: skipping" % WSNOTIFYD)
+    if es.no_daemon(WSNOTIFYD, "e2e_metrics: WSNOTIFYD (%r) is not an executable: skipping" % WSNOTIFYD):
         return 77
-    wd = threading.Timer(GLOBAL_TIMEOUT, _watchdog)
-    wd.daemon = True
-    wd.start()
-    t0 = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="wsn-e2e-metrics-")
-    passed = failed = skipped = 0
-    d = None
-    ctx = None
-    try:
-        eg = load_grpc(tmp)
-        d = wc.Daemon(WSNOTIFYD, workers=WORKERS, name="metrics")
-        d.start()
-        ctx = Ctx(d, eg)
-        for step in STEPS:
-            if argv and step.__name__ not in argv:
-                continue
-            t1 = time.monotonic()
-            try:
-                why_skipped = step(ctx)
-                if why_skipped:
-                    skipped += 1
-                    print("SKIP %s: %s" % (step.__name__, why_skipped), flush=True)
-                else:
-                    passed += 1
-                    print("PASS %s (%.1f s)" % (step.__name__, time.monotonic() - t1), flush=True)
-            except Exception as e:      # noqa: BLE001 — report, then go on with the next step
-                failed += 1
-                print("FAIL %s: %s" % (step.__name__, e), flush=True)
-                if not isinstance(e, Failure):
-                    traceback.print_exc(file=sys.stdout)
-                print("----- last daemon log lines\n%s\n-----" % d.log_tail(20), flush=True)
-            if not d.alive():
-                print("the daemon died; log:\n%s" % d.log_tail(40))
-                failed += 1
-                break
-    except Exception as e:              # noqa: BLE001 — set-up failure
-        failed += 1
-        print("FAIL set-up: %s" % e)
-        traceback.print_exc(file=sys.stdout)
-        if d is not None:
-            print(d.log_tail(40))
-    finally:
-        wd.cancel()
-        if ctx is not None:
-            ctx.close_all()
-        if d is not None:
-            d.cleanup()
-        wc._kill_all_daemons()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("(%.1f s)" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (passed, failed) + (", %d skipped" % skipped if skipped else ""))
-    sys.stdout.flush()
-    if failed:
-        return 1
-    return 0 if passed else 77
+    selected = [step for step in STEPS if not argv or step.__name__ in argv]
+    with es.watchdog(GLOBAL_TIMEOUT, "\ne2e_metrics: global time limit of %d s exceeded; killing the daemon"
+                     % GLOBAL_TIMEOUT):
+        return es.run_function_file(setup, selected, "wsn-e2e-metrics-", teardown=Ctx.close_all,
+                                    log_tail=20)
 
 
 if __name__ == "__main__":

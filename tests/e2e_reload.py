@@ -16,33 +16,23 @@ Exit 0 = all passed, 77 = skipped, 1 = failures. The last line is `N passed, M f
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import wsnclient as wc  # noqa: E402
+import e2e_support as es  # noqa: E402
+from e2e_support import Failure, check  # noqa: E402
 
 WSNOTIFYD = os.environ.get("WSNOTIFYD", "")
 WORKERS = 4
 GLOBAL_TIMEOUT = 50        # seconds, whole file
 OLD = "old-secret-" + wc.b64url(os.urandom(9))
 NEW = "new-secret-" + wc.b64url(os.urandom(9))
-
-
-class Failure(AssertionError):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 def write_file(path, text):
@@ -287,60 +277,20 @@ TESTS = [
 ]
 
 
-def _watchdog():
-    print("\ne2e_reload: global time limit of %d s exceeded; killing the daemons" % GLOBAL_TIMEOUT,
-          flush=True)
-    wc._kill_all_daemons()
-    print("0 passed, 1 failed", flush=True)
-    os._exit(1)
+def close_keepers(t):
+    for c in t.keepers:
+        c.abort()
 
 
 def main(argv):
-    if not WSNOTIFYD or not os.access(WSNOTIFYD, os.X_OK):
-        print("WSNOTIFYD is not set to an executable: skipping")
-        print("0 passed, 0 failed")
+    if es.no_daemon(WSNOTIFYD):
         return 77
-    wd = threading.Timer(GLOBAL_TIMEOUT, _watchdog)
-    wd.daemon = True
-    wd.start()
-    tmp = tempfile.mkdtemp(prefix="wsn-e2e-reload-")
-    passed = failed = 0
-    t = None
-    try:
-        try:
-            t = Ctx(tmp)
-        except Exception:     # noqa: BLE001 — reported as one failure
-            traceback.print_exc()
-            print("0 passed, 1 failed")
-            return 1
-        for f in TESTS:
-            if argv and f.__name__ not in argv and f is not test_keepers_connect:
-                continue
-            t0 = time.monotonic()
-            try:
-                f(t)
-                passed += 1
-                print("ok    %s (%.1f s)" % (f.__name__, time.monotonic() - t0), flush=True)
-            except Exception:  # noqa: BLE001 — every failure is reported, the rest go on
-                failed += 1
-                print("FAIL  %s" % f.__name__, flush=True)
-                traceback.print_exc(file=sys.stdout)
-                print("----- daemon log tail\n%s\n-----" % t.d.log_tail(30), flush=True)
-        for c in t.keepers:
-            c.abort()
-        if t.d.alive():
-            rc = t.d.stop()
-            if rc != 0:
-                failed += 1
-                print("FAIL  daemon exit status %r on SIGTERM" % rc)
-    finally:
-        wd.cancel()
-        wc._kill_all_daemons()
-        if t is not None:
-            t.d.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else (0 if passed else 77)
+    # The other tests need the connections test_keepers_connect opens.
+    selected = [f for f in TESTS if not argv or f.__name__ in argv or f is test_keepers_connect]
+    with es.watchdog(GLOBAL_TIMEOUT, "\ne2e_reload: global time limit of %d s exceeded; killing the daemons"
+                     % GLOBAL_TIMEOUT):
+        return es.run_function_file(Ctx, selected, "wsn-e2e-reload-", teardown=close_keepers,
+                                    check_exit_status=True)
 
 
 if __name__ == "__main__":

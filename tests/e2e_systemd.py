@@ -21,6 +21,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import wsnclient  # noqa: E402
+import e2e_support as es  # noqa: E402
 
 SRCDIR = os.environ.get("WSN_SRCDIR", os.path.join(os.path.dirname(__file__), ".."))
 WSNOTIFYD = os.path.abspath(os.environ.get("WSNOTIFYD", "./wsnotifyd"))
@@ -429,7 +430,4 @@ class NotifyAbstractSocket(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    result = unittest.main(exit=False, verbosity=2).result
-    bad = {getattr(t, "test_case", t).id() for t, _ in result.failures + result.errors}
-    print(f"{result.testsRun - len(bad)} passed, {len(bad)} failed")
-    sys.exit(1 if bad else 0)
+    es.unittest_main()

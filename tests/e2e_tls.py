@@ -23,36 +23,20 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-import traceback
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import wsnclient as wc  # noqa: E402
+from e2e_support import Failure, Skip, check  # noqa: E402
+import e2e_support as es  # noqa: E402
 
 WSNOTIFYD = os.environ.get("WSNOTIFYD", "")
 WSNOTIFYCTL = os.environ.get("WSNOTIFYCTL", "")
 WORKERS = 2
 GLOBAL_TIMEOUT = 55        # seconds, whole file
 HANDSHAKE_DEADLINE = 10    # seconds (CONN_HANDSHAKE_TIMEOUT)
-
-NOTES = []
-
-
-class Failure(AssertionError):
-    pass
-
-
-class Skip(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 # --------------------------------------------------------------------------- certificates
@@ -485,66 +469,17 @@ TESTS = [
 ]
 
 
-def _watchdog():
-    print("\ne2e_tls: global time limit of %d s exceeded; killing the daemons" % GLOBAL_TIMEOUT,
-          flush=True)
-    wc._kill_all_daemons()
-    print("0 passed, 1 failed", flush=True)
-    os._exit(1)
-
-
 def main(argv):
-    if not WSNOTIFYD or not os.access(WSNOTIFYD, os.X_OK):
-        print("WSNOTIFYD is not set to an executable: skipping")
-        print("0 passed, 0 failed")
+    if es.no_daemon(WSNOTIFYD):
         return 77
     if shutil.which("openssl") is None:
         print("the openssl command is not installed: skipping the TLS tests")
         print("0 passed, 0 failed")
         return 77
-    wd = threading.Timer(GLOBAL_TIMEOUT, _watchdog)
-    wd.daemon = True
-    wd.start()
-    tmp = tempfile.mkdtemp(prefix="wsn-e2e-tls-")
-    passed = failed = 0
-    t = None
-    try:
-        try:
-            t = Ctx(tmp)
-        except Exception:     # noqa: BLE001 — reported as one failure
-            traceback.print_exc()
-            print("0 passed, 1 failed")
-            return 1
-        selected = [f for f in TESTS if not argv or f.__name__ in argv]
-        for f in selected:
-            t0 = time.monotonic()
-            try:
-                f(t)
-                passed += 1
-                print("ok    %s (%.1f s)" % (f.__name__, time.monotonic() - t0), flush=True)
-            except Skip as e:
-                NOTES.append("%s skipped: %s" % (f.__name__, e))
-                print("skip  %s: %s" % (f.__name__, e), flush=True)
-            except Exception:  # noqa: BLE001 — every failure is reported, the rest go on
-                failed += 1
-                print("FAIL  %s" % f.__name__, flush=True)
-                traceback.print_exc(file=sys.stdout)
-                print("----- daemon log tail\n%s\n-----" % t.d.log_tail(30), flush=True)
-        if t.d.alive():
-            rc = t.d.stop()
-            if rc != 0:
-                failed += 1
-                print("FAIL  daemon exit status %r on SIGTERM" % rc)
-    finally:
-        wd.cancel()
-        wc._kill_all_daemons()
-        if t is not None:
-            t.d.cleanup()
-        shutil.rmtree(tmp, ignore_errors=True)
-    for n in NOTES:
-        print("NOTE: " + n)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else (0 if passed else 77)
+    selected = [f for f in TESTS if not argv or f.__name__ in argv]
+    with es.watchdog(GLOBAL_TIMEOUT, "\ne2e_tls: global time limit of %d s exceeded; killing the daemons"
+                     % GLOBAL_TIMEOUT):
+        return es.run_function_file(Ctx, selected, "wsn-e2e-tls-", check_exit_status=True)
 
 
 if __name__ == "__main__":

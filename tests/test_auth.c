@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "src/secrets.h"
+#include "tests/check_main.h"
 #include "workers/auth.h"
 
 #define NOW ((time_t)1700000000)
@@ -718,9 +719,5 @@ static Suite *auth_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(auth_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(auth_suite());
 }

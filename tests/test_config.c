@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "src/config.h"
+#include "tests/check_main.h"
 
 static config_status parse(wsn_config *cfg, char *err, size_t err_size, int argc, char **argv)
 {
@@ -192,9 +193,5 @@ int main(void)
     tcase_add_test(tc, test_unknown_and_missing);
     tcase_add_test(tc, test_help_version);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(s);
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "shm/directory.h"
+#include "tests/check_main.h"
 
 typedef struct {
     void *mem;
@@ -631,9 +632,5 @@ static Suite *directory_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(directory_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(directory_suite());
 }

@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "shm/directory.h"
+#include "tests/check_main.h"
 
 enum {
     LOG_CAP = 1 << 21,       /* events per process; a process stops when full */
@@ -1119,9 +1120,5 @@ static Suite *stress_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(stress_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(stress_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/check_main.h"
 #include "workers/http_request.h"
 
 static http_parse_status parse_str(const char *s, http_request *req, size_t *head_len)
@@ -324,9 +325,5 @@ static Suite *http_request_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(http_request_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(http_request_suite());
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "shm/region.h"
+#include "tests/check_main.h"
 #include "workers/auth.h"
 #include "workers/metrics.h"
 
@@ -389,9 +390,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(metrics_suite());
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "shm/queue.h"
+#include "tests/check_main.h"
 
 START_TEST(test_round_trip)
 {
@@ -133,9 +134,5 @@ int main(void)
     tcase_add_test(tc, test_truncated_and_corrupt);
     tcase_add_test(tc, test_socket_pair);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(s);
 }

@@ -16,6 +16,7 @@
 
 #include "shm/ratelimit.h"
 #include "shm/region.h"
+#include "tests/check_main.h"
 
 #define MINUTE RATELIMIT_CONNECT_WINDOW_MS
 /* Some minute of CLOCK_MONOTONIC, well away from 0. */
@@ -308,29 +309,36 @@ static void wait_all(const pid_t *pids, int n)
     }
 }
 
-/* Every attempt is counted exactly once: with 24000 attempts at the same
- * instant, exactly `limit` pass, whichever processes make them. */
-START_TEST(test_processes_count_exactly)
+/* Runs body in PROCS processes released at once; returns the sum of what they
+ * counted in log->allowed[]. */
+static uint32_t race(table *t, void (*body)(table *, race_log *, int))
 {
-    table t = table_new(1000);
     race_log *log = mmap(NULL, sizeof *log, PROT_READ | PROT_WRITE,
                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(log, MAP_FAILED);
     memset(log, 0, sizeof *log);
     pid_t pids[PROCS];
     for (int i = 0; i < PROCS; i++)
-        pids[i] = spawn(hammer_one_user, &t, log, i);
+        pids[i] = spawn(body, t, log, i);
     atomic_store(&log->go, 1);
     wait_all(pids, PROCS);
     uint32_t total = 0;
     for (int i = 0; i < PROCS; i++)
         total += atomic_load(&log->allowed[i]);
-    ck_assert_uint_eq(total, RATELIMIT_MAX_CONNECTS);
+    munmap(log, sizeof *log);
+    return total;
+}
+
+/* Every attempt is counted exactly once: with 24000 attempts at the same
+ * instant, exactly `limit` pass, whichever processes make them. */
+START_TEST(test_processes_count_exactly)
+{
+    table t = table_new(1000);
+    ck_assert_uint_eq(race(&t, hammer_one_user), RATELIMIT_MAX_CONNECTS);
     /* The count saturates instead of wrapping: still refused, still counted. */
     ratelimit_verdict v = ratelimit_hit(t.rl, 12345, RATELIMIT_MAX_CONNECTS, T0 + 30000);
     ck_assert(!v.allowed);
     ck_assert_uint_ge(v.attempts, 4000);
-    munmap(log, sizeof *log);
     table_free(&t);
 }
 END_TEST
@@ -355,21 +363,9 @@ static void hammer_sets(table *t, race_log *log, int i)
 START_TEST(test_processes_never_too_strict)
 {
     table t = table_new(1); /* the smallest table: 1024 sets for 1600 users */
-    race_log *log = mmap(NULL, sizeof *log, PROT_READ | PROT_WRITE,
-                         MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    ck_assert_ptr_ne(log, MAP_FAILED);
-    memset(log, 0, sizeof *log);
-    pid_t pids[PROCS];
-    for (int i = 0; i < PROCS; i++)
-        pids[i] = spawn(hammer_sets, &t, log, i);
-    atomic_store(&log->go, 1);
-    wait_all(pids, PROCS);
-    uint32_t forgotten = 0;
-    for (int i = 0; i < PROCS; i++)
-        forgotten += atomic_load(&log->allowed[i]);
+    uint32_t forgotten = race(&t, hammer_sets);
     ck_assert_msg(forgotten < PROCS * 200 / 4, "%u of %u users forgotten", forgotten,
                   PROCS * 200);
-    munmap(log, sizeof *log);
     table_free(&t);
 }
 END_TEST
@@ -505,9 +501,5 @@ static Suite *ratelimit_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(ratelimit_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(ratelimit_suite());
 }

@@ -10,6 +10,7 @@
 
 #include "shm/queue.h"
 #include "src/router.h"
+#include "tests/check_main.h"
 
 static notify_request valid_request(void)
 {
@@ -150,6 +151,16 @@ static void fixture_close(fixture *f)
     region_detach(&f->shm);
 }
 
+/* User online at the worker of slot, as that worker's claim would make it. */
+static dir_holder connect_user(fixture *f, int64_t user, int slot)
+{
+    dir_holder me = {.slot = slot, .epoch = directory_slot_epoch(f->shm.dir, slot),
+                     .generation = directory_next_generation(f->shm.dir)};
+    dir_holder prev;
+    ck_assert_int_eq(directory_claim(f->shm.dir, user, &me, &prev), DIR_OK);
+    return me;
+}
+
 START_TEST(test_route_offline_and_ids)
 {
     fixture f;
@@ -180,10 +191,7 @@ START_TEST(test_route_delivered)
 {
     fixture f;
     fixture_open(&f);
-    dir_holder me = {.slot = 1, .epoch = directory_slot_epoch(f.shm.dir, 1),
-                     .generation = directory_next_generation(f.shm.dir)};
-    dir_holder prev;
-    ck_assert_int_eq(directory_claim(f.shm.dir, 5, &me, &prev), DIR_OK);
+    dir_holder me = connect_user(&f, 5, 1);
     char err[256];
     notify_result res;
     notify_request r = valid_request();
@@ -222,10 +230,7 @@ START_TEST(test_route_queue_full)
 {
     fixture f;
     fixture_open(&f);
-    dir_holder me = {.slot = 0, .epoch = directory_slot_epoch(f.shm.dir, 0),
-                     .generation = directory_next_generation(f.shm.dir)};
-    dir_holder prev;
-    ck_assert_int_eq(directory_claim(f.shm.dir, 9, &me, &prev), DIR_OK);
+    connect_user(&f, 9, 0);
     char *msg = malloc(8000);
     ck_assert_ptr_nonnull(msg);
     memset(msg, 'm', 7999);
@@ -262,9 +267,5 @@ int main(void)
     tcase_add_test(tc, test_route_delivered);
     tcase_add_test(tc, test_route_queue_full);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(s);
 }

@@ -14,6 +14,7 @@
 
 #include "src/log.h"
 #include "src/sd_notify.h"
+#include "tests/check_main.h"
 
 START_TEST(test_parse_path)
 {
@@ -191,9 +192,5 @@ int main(void)
     tcase_add_test(tc, test_unset_is_a_no_op);
     tcase_add_test(tc, test_bad_socket_is_not_fatal);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(s);
 }

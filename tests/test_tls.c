@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "src/reload.h"
+#include "tests/check_main.h"
 #include "workers/tls.h"
 
 /* The fixture's directory and files (set up and torn down around every test). */
@@ -497,9 +498,5 @@ int main(void)
     tcase_add_checked_fixture(level, setup, teardown);
     tcase_add_test(level, test_log_level_file);
     suite_add_tcase(s, level);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(s);
 }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/check_main.h"
 #include "workers/ws_frame.h"
 
 /* ---- building client frames ------------------------------------------- */
@@ -1179,11 +1180,5 @@ static Suite *ws_frame_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(ws_frame_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return check_run_suite(ws_frame_suite());
 }

@@ -983,22 +983,22 @@ class Daemon:
         """{slot: latest pid} from the master's `worker N started, pid P` lines."""
         return dict(self.worker_started())
 
-    def connected_events(self):
-        """[(user_id, slot, total)] from the workers' `Client connected` lines."""
+    def _client_events(self, regex):
+        """[(user_id, slot, total)] from the workers' lines regex matches."""
         out = []
         for ln in self.log_lines():
-            m = CONNECTED_RE.search(ln.msg)
+            m = regex.search(ln.msg)
             if m and ln.slot is not None:
                 out.append((int(m.group(1)), ln.slot, int(m.group(2))))
         return out
 
+    def connected_events(self):
+        """[(user_id, slot, total)] from the workers' `Client connected` lines."""
+        return self._client_events(CONNECTED_RE)
+
     def disconnected_events(self):
-        out = []
-        for ln in self.log_lines():
-            m = DISCONNECTED_RE.search(ln.msg)
-            if m and ln.slot is not None:
-                out.append((int(m.group(1)), ln.slot, int(m.group(2))))
-        return out
+        """[(user_id, slot, total)] from the workers' `Client disconnected` lines."""
+        return self._client_events(DISCONNECTED_RE)
 
     def worker_of(self, user_id, nth=0, timeout=3.0):
         """Slot of the worker that logged the nth (0-based; -1 = last) `Client connected`

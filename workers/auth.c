@@ -34,6 +34,8 @@
 
 #include <jwt.h>
 
+#include "src/decimal.h"
+
 #define HS256_LEN 32
 #define HS256_B64_LEN 43 /* unpadded base64url of 32 bytes */
 /* JWT headers and claims are flat objects; anything deeper is hostile. */
@@ -276,18 +278,10 @@ static auth_result claim_exp(json_object *claims, time_t now, int64_t *exp)
 /* Digits only: no sign, no space, no empty string; must fit int64. */
 static bool parse_decimal_id(const char *s, size_t n, int64_t *out)
 {
-    if (n == 0)
+    uint64_t v;
+    if (!decimal_parse_n(s, n, &v) || v > INT64_MAX)
         return false;
-    int64_t v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        int digit = s[i] - '0';
-        if (v > (INT64_MAX - digit) / 10)
-            return false;
-        v = v * 10 + digit;
-    }
-    *out = v;
+    *out = (int64_t)v;
     return true;
 }
 

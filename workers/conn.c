@@ -134,16 +134,21 @@ static void conn_log_tls_failure(const conn *c, const char *op, const char *why)
                   why != NULL ? why : "unknown reason");
 }
 
+/* A plain recv()/send() result in conn_io terms; call it straight after the
+ * syscall, while errno is still the syscall's. */
+static ssize_t conn_plain_io_result(ssize_t n)
+{
+    if (n >= 0)
+        return n;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_IO_AGAIN
+                                                                      : CONN_IO_ERROR;
+}
+
 /* Bytes read (> 0), 0 at the end of the stream, CONN_IO_AGAIN or CONN_IO_ERROR. */
 static ssize_t conn_io_read(conn *c, void *buf, size_t len)
 {
-    if (c->ssl == NULL) {
-        ssize_t n = recv(conn_fd(c), buf, len, 0);
-        if (n >= 0)
-            return n;
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_IO_AGAIN
-                                                                          : CONN_IO_ERROR;
-    }
+    if (c->ssl == NULL)
+        return conn_plain_io_result(recv(conn_fd(c), buf, len, 0));
     size_t done = 0;
     const char *why = NULL;
     switch (tls_read(c->ssl, buf, len, &done, &why)) {
@@ -168,13 +173,8 @@ static ssize_t conn_io_read(conn *c, void *buf, size_t len)
  * write must be retried with the same bytes first (see tls_write). */
 static ssize_t conn_io_write(conn *c, const void *buf, size_t len)
 {
-    if (c->ssl == NULL) {
-        ssize_t n = send(conn_fd(c), buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n >= 0)
-            return n;
-        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? CONN_IO_AGAIN
-                                                                          : CONN_IO_ERROR;
-    }
+    if (c->ssl == NULL)
+        return conn_plain_io_result(send(conn_fd(c), buf, len, MSG_NOSIGNAL | MSG_DONTWAIT));
     size_t done = 0;
     const char *why = NULL;
     switch (tls_write(c->ssl, buf, len, &done, &why)) {

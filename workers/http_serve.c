@@ -259,26 +259,29 @@ static void serve_upgrade(conn *c, const http_request *req, uint8_t *rest, size_
         ws_session_on_bytes(c, rest, rest_len);
 }
 
+/* Every path served here is GET only: any other method gets 405 (true). */
+static bool refused_unless_get(conn *c, const http_request *req)
+{
+    if (method_is(req, "GET"))
+        return false;
+    reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
+    return true;
+}
+
 void http_serve(conn *c, const http_request *req, uint8_t *rest, size_t rest_len)
 {
     if (path_is(req, "/ws")) {
-        if (!method_is(req, "GET"))
-            reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
-        else
+        if (!refused_unless_get(c, req))
             serve_upgrade(c, req, rest, rest_len);
         return;
     }
     if (path_is(req, "/health")) {
-        if (!method_is(req, "GET"))
-            reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
-        else
+        if (!refused_unless_get(c, req))
             serve_health(c);
         return;
     }
     if (path_is(req, "/metrics")) {
-        if (!method_is(req, "GET"))
-            reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
-        else
+        if (!refused_unless_get(c, req))
             serve_metrics(c);
         return;
     }

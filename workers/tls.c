@@ -12,12 +12,13 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "src/errbuf.h"
 
 /* TLS 1.2 suites: forward secret (ECDHE) AEADs only. TLS 1.3 suites are all fine. */
 #define TLS12_CIPHERS                                                                    \
@@ -29,21 +30,6 @@ typedef struct {
     unsigned char *data;
     size_t len;
 } pem_file;
-
-static void set_error(char *err, size_t err_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (err == NULL || err_size == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    int r = vsnprintf(err, err_size, fmt, ap);
-    va_end(ap);
-    if (r < 0)
-        err[0] = '\0';
-}
 
 /* OpenSSL's words for the newest queued error, then an empty queue. */
 static const char *take_openssl_reason(void)
@@ -81,13 +67,13 @@ static int pem_file_read(pem_file *f, const char *what, const char *path, char *
     f->len = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
-        set_error(err, err_size, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
+        errbuf_set(err, err_size, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
         return -1;
     }
     f->data = malloc(TLS_PEM_FILE_MAX + 1);
     if (f->data == NULL) {
         close(fd);
-        set_error(err, err_size, "cannot read the TLS %s %s: out of memory", what, path);
+        errbuf_set(err, err_size, "cannot read the TLS %s %s: out of memory", what, path);
         return -1;
     }
     int rc = 0;
@@ -96,8 +82,8 @@ static int pem_file_read(pem_file *f, const char *what, const char *path, char *
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            set_error(err, err_size, "cannot read the TLS %s %s: %s", what, path,
-                      strerror(errno));
+            errbuf_set(err, err_size, "cannot read the TLS %s %s: %s", what, path,
+                       strerror(errno));
             rc = -1;
             break;
         }
@@ -105,14 +91,14 @@ static int pem_file_read(pem_file *f, const char *what, const char *path, char *
             break;
         f->len += (size_t)n;
         if (f->len > TLS_PEM_FILE_MAX) {
-            set_error(err, err_size, "the TLS %s %s is over %d bytes: not a PEM file", what,
-                      path, TLS_PEM_FILE_MAX);
+            errbuf_set(err, err_size, "the TLS %s %s is over %d bytes: not a PEM file", what,
+                       path, TLS_PEM_FILE_MAX);
             rc = -1;
             break;
         }
     }
     if (close(fd) != 0 && rc == 0) {
-        set_error(err, err_size, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
+        errbuf_set(err, err_size, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
         rc = -1;
     }
     if (rc != 0)
@@ -126,34 +112,34 @@ static int use_certificates(SSL_CTX *ctx, const char *path, const pem_file *f, c
 {
     BIO *bio = BIO_new_mem_buf(f->data, (int)f->len);
     if (bio == NULL) {
-        set_error(err, err_size, "TLS certificate %s: %s", path, take_openssl_reason());
+        errbuf_set(err, err_size, "TLS certificate %s: %s", path, take_openssl_reason());
         return -1;
     }
     int rc = -1;
     X509 *leaf = PEM_read_bio_X509_AUX(bio, NULL, no_password, NULL);
     if (leaf == NULL) {
-        set_error(err, err_size, "TLS certificate %s: not a PEM certificate (%s)", path,
-                  take_openssl_reason());
+        errbuf_set(err, err_size, "TLS certificate %s: not a PEM certificate (%s)", path,
+                   take_openssl_reason());
         goto out;
     }
     if (SSL_CTX_use_certificate(ctx, leaf) != 1) {
-        set_error(err, err_size, "TLS certificate %s: refused (%s)", path, take_openssl_reason());
+        errbuf_set(err, err_size, "TLS certificate %s: refused (%s)", path, take_openssl_reason());
         goto out;
     }
     X509 *ca;
     while ((ca = PEM_read_bio_X509(bio, NULL, no_password, NULL)) != NULL) {
         if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
             X509_free(ca);
-            set_error(err, err_size, "TLS certificate %s: chain certificate refused (%s)", path,
-                      take_openssl_reason());
+            errbuf_set(err, err_size, "TLS certificate %s: chain certificate refused (%s)", path,
+                       take_openssl_reason());
             goto out;
         }
     }
     /* The loop ends at the end of the file ("no start line") or at garbage. */
     unsigned long e = ERR_peek_last_error();
     if (e != 0 && !(ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)) {
-        set_error(err, err_size, "TLS certificate %s: bad chain certificate (%s)", path,
-                  take_openssl_reason());
+        errbuf_set(err, err_size, "TLS certificate %s: bad chain certificate (%s)", path,
+                   take_openssl_reason());
         goto out;
     }
     ERR_clear_error();
@@ -176,22 +162,22 @@ static int use_private_key(SSL_CTX *ctx, const char *path, const char *cert_path
 {
     BIO *bio = BIO_new_mem_buf(f->data, (int)f->len);
     if (bio == NULL) {
-        set_error(err, err_size, "TLS key %s: %s", path, take_openssl_reason());
+        errbuf_set(err, err_size, "TLS key %s: %s", path, take_openssl_reason());
         return -1;
     }
     int rc = -1;
     EVP_PKEY *key = PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL);
     if (key == NULL)
-        set_error(err, err_size,
-                  "TLS key %s: not an unencrypted PEM private key (%s)", path,
-                  take_openssl_reason());
+        errbuf_set(err, err_size,
+                   "TLS key %s: not an unencrypted PEM private key (%s)", path,
+                   take_openssl_reason());
     else if (SSL_CTX_use_PrivateKey(ctx, key) == 1)
         rc = 0;
     else if (key_mismatch(ERR_peek_last_error()))
-        set_error(err, err_size, "TLS key %s does not match the certificate in %s (%s)", path,
-                  cert_path, take_openssl_reason());
+        errbuf_set(err, err_size, "TLS key %s does not match the certificate in %s (%s)", path,
+                   cert_path, take_openssl_reason());
     else
-        set_error(err, err_size, "TLS key %s: refused (%s)", path, take_openssl_reason());
+        errbuf_set(err, err_size, "TLS key %s: refused (%s)", path, take_openssl_reason());
     EVP_PKEY_free(key);
     BIO_free(bio);
     return rc;
@@ -214,7 +200,7 @@ static int apply_defaults(SSL_CTX *ctx, char *err, size_t err_size)
     SSL_CTX_set_default_passwd_cb(ctx, no_password);
     if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
         SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS) != 1) {
-        set_error(err, err_size, "cannot configure TLS: %s", take_openssl_reason());
+        errbuf_set(err, err_size, "cannot configure TLS: %s", take_openssl_reason());
         return -1;
     }
     return 0;
@@ -223,7 +209,7 @@ static int apply_defaults(SSL_CTX *ctx, char *err, size_t err_size)
 SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, char *err, size_t err_size)
 {
     if (cert_file == NULL || key_file == NULL) {
-        set_error(err, err_size, "TLS needs both a certificate and a key file");
+        errbuf_set(err, err_size, "TLS needs both a certificate and a key file");
         return NULL;
     }
     ERR_clear_error();
@@ -235,7 +221,7 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, char *err, siz
         goto fail;
     ctx = SSL_CTX_new(TLS_server_method());
     if (ctx == NULL) {
-        set_error(err, err_size, "cannot create a TLS context: %s", take_openssl_reason());
+        errbuf_set(err, err_size, "cannot create a TLS context: %s", take_openssl_reason());
         goto fail;
     }
     if (apply_defaults(ctx, err, err_size) != 0 ||
@@ -243,8 +229,8 @@ SSL_CTX *tls_ctx_new(const char *cert_file, const char *key_file, char *err, siz
         use_private_key(ctx, key_file, cert_file, &key, err, err_size) != 0)
         goto fail;
     if (SSL_CTX_check_private_key(ctx) != 1) {
-        set_error(err, err_size, "TLS key %s does not match the certificate in %s (%s)",
-                  key_file, cert_file, take_openssl_reason());
+        errbuf_set(err, err_size, "TLS key %s does not match the certificate in %s (%s)",
+                   key_file, cert_file, take_openssl_reason());
         goto fail;
     }
     pem_file_free(&cert);

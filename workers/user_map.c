@@ -3,18 +3,9 @@
 
 #include <stdlib.h>
 
-#define USER_MAP_MIN_SIZE 64
+#include "shm/hash.h"
 
-static uint64_t hash_user(int64_t user)
-{
-    uint64_t x = (uint64_t)user;
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
+#define USER_MAP_MIN_SIZE 64
 
 void user_map_init(user_map *m)
 {
@@ -31,7 +22,7 @@ void user_map_free(user_map *m)
 
 static size_t find_slot(const user_map_entry *entries, size_t mask, int64_t user)
 {
-    size_t i = hash_user(user) & mask;
+    size_t i = mix64((uint64_t)user) & mask;
     while (entries[i].user != 0 && entries[i].user != user)
         i = (i + 1) & mask;
     return i;
@@ -90,7 +81,7 @@ int user_map_remove(user_map *m, int64_t user, const void *value)
         j = (j + 1) & m->mask;
         if (m->entries[j].user == 0)
             break;
-        size_t home = hash_user(m->entries[j].user) & m->mask;
+        size_t home = mix64((uint64_t)m->entries[j].user) & m->mask;
         /* Move j into the hole unless its home lies cyclically in (hole, j]. */
         int between = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!between) {
