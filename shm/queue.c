@@ -6,6 +6,7 @@
 #include "shm/queue.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -145,4 +146,22 @@ int queue_send(int sender_end, const queue_msg *m)
         return -1;
     }
     return 0;
+}
+
+int queue_send_wait(int sender_end, const queue_msg *m, int wait_ms)
+{
+    if (queue_send(sender_end, m) == 0)
+        return 0;
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+        return -1;
+    struct pollfd p = {.fd = sender_end, .events = POLLOUT};
+    int rc;
+    do {
+        rc = poll(&p, 1, wait_ms);
+    } while (rc < 0 && errno == EINTR);
+    if (rc <= 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return queue_send(sender_end, m);
 }

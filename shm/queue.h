@@ -45,4 +45,7 @@ int queue_pair_create(queue_pair *q);
 /* Send one message without blocking. Returns 0, or -1 with errno (EAGAIN: queue full). */
 int queue_send(int sender_end, const queue_msg *m);
 
+/* As queue_send, but wait up to wait_ms for room in a full queue. */
+int queue_send_wait(int sender_end, const queue_msg *m, int wait_ms);
+
 #endif

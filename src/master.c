@@ -116,9 +116,14 @@ static void exec_worker(master *m, const worker_handoff *h, char **envp)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != m->pid)
         _exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    /* TERM, INT and HUP wait (blocked, pending) until the worker has installed
+     * its handlers; their default action would kill it before. */
+    sigset_t early;
+    sigemptyset(&early);
+    sigaddset(&early, SIGTERM);
+    sigaddset(&early, SIGINT);
+    sigaddset(&early, SIGHUP);
+    sigprocmask(SIG_SETMASK, &early, NULL);
     int keep[3] = {h->listen_fd, h->shm_fd, h->queue_fd};
     for (int i = 0; i < 3; i++)
         if (fcntl(keep[i], F_SETFD, 0) != 0)

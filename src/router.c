@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <json-c/json.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,8 +56,9 @@ int notify_validate(const notify_request *req, char *err, size_t err_size)
                  content, NOTIFY_MAX_CONTENT);
         return -1;
     }
-    if (req->id < 0) {
-        snprintf(err, err_size, "id must not be negative");
+    if (req->id < 0 || req->id > NOTIFY_ID_MAX) {
+        /* Clients read ids as JavaScript numbers, exact only below 2^53. */
+        snprintf(err, err_size, "id must be between 0 and 2^53-1");
         return -1;
     }
     if (check_utf8("type", type, err, err_size) != 0 ||
@@ -126,25 +126,6 @@ fail:
     return out;
 }
 
-/* Send, waiting a bounded time for room in a full queue. */
-static int queue_send_bounded(int fd, const queue_msg *m)
-{
-    if (queue_send(fd, m) == 0)
-        return 0;
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
-        return -1;
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int rc;
-    do {
-        rc = poll(&p, 1, ROUTER_QUEUE_WAIT_MS);
-    } while (rc < 0 && errno == EINTR);
-    if (rc <= 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return queue_send(fd, m);
-}
-
 route_status router_send(router *r, const notify_request *req, notify_result *res, char *err,
                          size_t err_size)
 {
@@ -184,7 +165,7 @@ route_status router_send(router *r, const notify_request *req, notify_result *re
         .payload = (const uint8_t *)json,
         .payload_len = (uint32_t)len,
     };
-    if (queue_send_bounded(r->queue_out[holder.slot], &m) != 0) {
+    if (queue_send_wait(r->queue_out[holder.slot], &m, ROUTER_QUEUE_WAIT_MS) != 0) {
         log_warn("notification %lld for UserID=%lld not delivered: queue of worker %d: %s",
                  (long long)id, (long long)req->user_id, holder.slot, strerror(errno));
         region_count_notification(r->shm, NOTIFY_DROPPED);

@@ -46,6 +46,10 @@ START_TEST(test_validation)
     r = valid_request();
     r.id = -1;
     expect_invalid(&r, "id");
+    r.id = NOTIFY_ID_MAX + 1;
+    expect_invalid(&r, "id");
+    r.id = NOTIFY_ID_MAX;
+    ck_assert_int_eq(notify_validate(&r, err, sizeof err), 0);
     r = valid_request();
     r.message = "\xc3\x28";
     expect_invalid(&r, "message");

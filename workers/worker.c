@@ -26,6 +26,7 @@
 #define WORKER_SCRATCH (WS_MAX_MESSAGE + WS_MAX_FRAME_HEADER + 1024)
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_QUEUE_READS_PER_EVENT 256
+#define WORKER_EVICT_WAIT_MS 20 /* bounded wait for room in another worker's queue */
 #define WORKER_STOP_GRACE 3u   /* seconds for clients to take their 1001 */
 
 int worker_handoff_format(const worker_handoff *h, char *out, size_t out_size)
@@ -84,9 +85,11 @@ void worker_clock(worker *w)
 int worker_send_evict(worker *w, int slot, int64_t user, uint64_t generation)
 {
     queue_msg m = {.type = QMSG_EVICT, .user = user, .generation = generation};
-    if (queue_send(w->h.queue_out[slot], &m) != 0) {
-        /* The other worker's queue is full or gone; its entry was replaced in
-         * the directory anyway, so it can no longer receive notifications. */
+    /* A short bounded wait: an eviction lost to a full queue would leave the
+     * older connection open (though no longer routed to). */
+    if (queue_send_wait(w->h.queue_out[slot], &m, WORKER_EVICT_WAIT_MS) != 0) {
+        /* The other worker is stuck; its entry was replaced in the directory
+         * anyway, so the old connection can no longer receive notifications. */
         log_warn("cannot send eviction of UserID=%lld to worker %d: %s", (long long)user, slot,
                  strerror(errno));
         return -1;
@@ -325,6 +328,16 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
     if (w.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0) {
         log_error("cannot set up the event loop");
+        goto out;
+    }
+    /* The master started us with these blocked; the handlers are in place now. */
+    sigset_t handled;
+    sigemptyset(&handled);
+    sigaddset(&handled, SIGTERM);
+    sigaddset(&handled, SIGINT);
+    sigaddset(&handled, SIGHUP);
+    if (sigprocmask(SIG_UNBLOCK, &handled, NULL) != 0) {
+        log_error("sigprocmask: %s", strerror(errno));
         goto out;
     }
     worker_clock(&w);
