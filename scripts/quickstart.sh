@@ -29,10 +29,10 @@ or use --jwt-secret-file in production). In another terminal:
   JWT_SECRET='$JWT_SECRET' $BIN/wsnotifyctl token --user-id 1 --email user@example.com
 
   # connect (any WebSocket client), e.g. with Python's standard library:
-  python3 tests/wsnclient.py ws://127.0.0.1:$PORT/ws?token=TOKEN
+  python3 tests/wsnclient.py "ws://127.0.0.1:$PORT/ws?token=TOKEN"
 
   # server health
-  curl -s http://127.0.0.1:$PORT/health
+  $BIN/wsnotifyctl health
 
   # send user 1 a notification (gRPC on 127.0.0.1:50056)
   $BIN/wsnotifyctl send --user-id 1 --type match_created --title Hello --message World

@@ -139,3 +139,26 @@ void region_count_notification(shm_region *r, notify_outcome outcome)
 {
     atomic_fetch_add_explicit(&r->hdr->notifications[outcome], 1, memory_order_relaxed);
 }
+
+uint64_t region_begin_reload(shm_region *r)
+{
+    return atomic_fetch_add_explicit(&r->hdr->reload_generation, 1, memory_order_acq_rel) + 1;
+}
+
+uint64_t region_reload_generation(const shm_region *r)
+{
+    return atomic_load_explicit(&r->hdr->reload_generation, memory_order_acquire);
+}
+
+void region_ack_reload(region_slot *slot, uint64_t generation)
+{
+    atomic_store_explicit(&slot->reload_ack, generation, memory_order_release);
+}
+
+bool region_reload_pending(const shm_region *r, int slot, uint64_t generation)
+{
+    const region_slot *s = &r->hdr->slot[slot];
+    return atomic_load_explicit(&s->pid, memory_order_relaxed) != 0 &&
+           atomic_load_explicit(&s->ready, memory_order_relaxed) != 0 &&
+           atomic_load_explicit(&s->reload_ack, memory_order_acquire) < generation;
+}

@@ -36,6 +36,7 @@ typedef struct {
     _Atomic uint64_t auth_failures[REGION_AUTH_REASONS];
     _Atomic uint64_t latency_bucket[REGION_LATENCY_BUCKETS];
     _Atomic uint64_t latency_sum_ns;
+    _Atomic uint64_t reload_ack;    /* the reload generation this worker has applied */
     char pad[64];
 } region_slot;
 
@@ -57,6 +58,7 @@ typedef struct {
     uint64_t ratelimit_offset;              /* per-user connect limiter, after the directory */
     _Atomic int64_t next_notification_id;   /* server-assigned ids, from a time base */
     _Atomic uint64_t notifications[NOTIFY_OUTCOMES];
+    _Atomic uint64_t reload_generation;     /* bumped by the master per SIGHUP it forwards */
     region_slot slot[REGION_MAX_SLOTS];
 } region_header;
 
@@ -86,5 +88,17 @@ void region_count_notification(shm_region *r, notify_outcome outcome);
 
 /* Slots whose worker is running and accepting. */
 int region_ready_workers(const shm_region *r);
+
+/* The SIGHUP handshake: the master starts a reload generation before it
+ * forwards the signal; a worker reads the generation before it re-reads its
+ * files and acknowledges it once done (and at start, where it loads them
+ * afresh), so the master can tell when every worker has reloaded. */
+uint64_t region_begin_reload(shm_region *r);
+uint64_t region_reload_generation(const shm_region *r);
+void region_ack_reload(region_slot *slot, uint64_t generation);
+
+/* The slot's worker is running and accepting but has not acknowledged
+ * generation yet. */
+bool region_reload_pending(const shm_region *r, int slot, uint64_t generation);
 
 #endif

@@ -291,8 +291,10 @@ static void master_on_signal(evutil_socket_t sig, short what, void *arg)
         sd_service_reloading(&m->systemd);
         reload_master_check(m->cfg);
         log_info("SIGHUP: forwarding to workers");
+        /* Bumped first, so a worker that reads it has been (or will be) signalled. */
+        uint64_t generation = region_begin_reload(&m->shm);
         master_signal_workers(m, SIGHUP);
-        sd_service_reloaded(&m->systemd);
+        sd_service_await_reload(&m->systemd, generation);
         break;
     default:
         master_stop(m, (int)sig);

@@ -4,7 +4,14 @@
  * gRPC port is bound before sd_service_await_ready is called, and every worker
  * raises its slot's `ready` flag in shared memory once its accept event is
  * armed; a short timer polls the flags (workers are separate processes, and a
- * timer is simpler than another channel back to the master). */
+ * timer is simpler than another channel back to the master).
+ *
+ * After SIGHUP, READY=1 likewise means "done": the master starts a reload
+ * generation in shared memory before forwarding the signal, each worker stores
+ * the generation it has applied in its slot, and a timer waits until every
+ * running, accepting worker has caught up, bounded so that one stuck worker
+ * cannot keep systemd in "reloading" (a worker that dies meanwhile is no longer
+ * waited for; its replacement loads everything afresh and acknowledges). */
 #include "src/sd_service.h"
 
 #include <inttypes.h>
@@ -53,8 +60,8 @@ static void on_status_poll(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sd_service *s = arg;
-    if (s->stopping)
-        return;
+    if (s->stopping || s->reload_generation != 0)
+        return; /* STATUS=reloading stays until READY=1 */
     char now[sizeof s->status];
     format_status(s, now, sizeof now);
     if (strcmp(now, s->status) == 0)
@@ -69,6 +76,70 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)what;
     sd_service *s = arg;
     sd_notifier_send(&s->sd, "WATCHDOG=1");
+}
+
+/* "worker 1 (pid 42), worker 3 (pid 44)": those still to acknowledge the reload.
+ * Returns how many. */
+static int list_reload_pending(const sd_service *s, char *out, size_t size)
+{
+    int n = 0;
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < s->slots; i++) {
+        if (!region_reload_pending(s->shm, i, s->reload_generation))
+            continue;
+        long pid = (long)atomic_load(&s->shm->hdr->slot[i].pid);
+        int w = snprintf(out + len, size - len, "%sworker %d (pid %ld)", n ? ", " : "", i, pid);
+        if (w < 0 || (size_t)w >= size - len)
+            len = size - 1; /* no room: the rest are counted, not named */
+        else
+            len += (size_t)w;
+        n++;
+    }
+    return n;
+}
+
+static void stop_reload_wait(sd_service *s)
+{
+    s->reload_generation = 0;
+    if ((s->reload_poll_ev != NULL && event_del(s->reload_poll_ev) != 0) ||
+        (s->reload_timeout_ev != NULL && event_del(s->reload_timeout_ev) != 0))
+        log_warn("cannot stop the reload timers");
+}
+
+static void finish_reload(sd_service *s)
+{
+    stop_reload_wait(s);
+    format_status(s, s->status, sizeof s->status);
+    sd_notifier_sendf(&s->sd, "READY=1\nSTATUS=%s", s->status);
+}
+
+static void on_reload_poll(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sd_service *s = arg;
+    if (s->reload_generation == 0 || s->stopping)
+        return;
+    for (int i = 0; i < s->slots; i++)
+        if (region_reload_pending(s->shm, i, s->reload_generation))
+            return;
+    log_info("reload: every worker has reloaded");
+    finish_reload(s);
+}
+
+static void on_reload_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    sd_service *s = arg;
+    if (s->reload_generation == 0 || s->stopping)
+        return;
+    char slow[REGION_MAX_SLOTS * 40];
+    if (list_reload_pending(s, slow, sizeof slow) > 0)
+        log_warn("reload: %s not done after %d ms; telling systemd READY=1 anyway", slow,
+                 SD_SERVICE_RELOAD_TIMEOUT_MS);
+    finish_reload(s);
 }
 
 void sd_service_open(sd_service *s)
@@ -109,7 +180,10 @@ int sd_service_start(sd_service *s, struct event_base *base, const shm_region *s
     }
     s->status_ev = add_timer(base, on_status_poll, s, ms_to_timeval(SD_SERVICE_STATUS_POLL_MS));
     s->ready_ev = event_new(base, -1, EV_PERSIST, on_ready_poll, s);
-    if (s->status_ev == NULL || s->ready_ev == NULL) {
+    s->reload_poll_ev = event_new(base, -1, EV_PERSIST, on_reload_poll, s);
+    s->reload_timeout_ev = evtimer_new(base, on_reload_timeout, s);
+    if (s->status_ev == NULL || s->ready_ev == NULL || s->reload_poll_ev == NULL ||
+        s->reload_timeout_ev == NULL) {
         log_error("cannot arm the systemd status timers");
         return -1;
     }
@@ -142,12 +216,20 @@ void sd_service_reloading(sd_service *s)
     sd_notifier_sendf(&s->sd, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=reloading", usec);
 }
 
-void sd_service_reloaded(sd_service *s)
+void sd_service_await_reload(sd_service *s, uint64_t generation)
 {
     if (!s->ready || s->stopping)
         return;
-    format_status(s, s->status, sizeof s->status);
-    sd_notifier_sendf(&s->sd, "READY=1\nSTATUS=%s", s->status);
+    s->reload_generation = generation;
+    struct timeval every = ms_to_timeval(SD_SERVICE_RELOAD_POLL_MS);
+    struct timeval limit = ms_to_timeval(SD_SERVICE_RELOAD_TIMEOUT_MS);
+    /* Re-adding the pending timeout restarts it: each SIGHUP gets its bound. */
+    if (s->reload_poll_ev == NULL || s->reload_timeout_ev == NULL ||
+        event_add(s->reload_poll_ev, &every) != 0 ||
+        event_add(s->reload_timeout_ev, &limit) != 0) {
+        log_error("cannot arm the reload timers: telling systemd READY=1 now");
+        finish_reload(s);
+    }
 }
 
 void sd_service_stopping(sd_service *s)
@@ -157,13 +239,15 @@ void sd_service_stopping(sd_service *s)
     s->stopping = true;
     if (s->ready_ev != NULL && event_del(s->ready_ev) != 0)
         log_warn("cannot stop the readiness timer");
+    stop_reload_wait(s);
     snprintf(s->status, sizeof s->status, "stopping");
     sd_notifier_send(&s->sd, "STOPPING=1\nSTATUS=stopping");
 }
 
 void sd_service_close(sd_service *s)
 {
-    struct event **evs[] = {&s->ready_ev, &s->status_ev, &s->watchdog_ev};
+    struct event **evs[] = {&s->ready_ev, &s->status_ev, &s->watchdog_ev, &s->reload_poll_ev,
+                            &s->reload_timeout_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (*evs[i] != NULL) {
             event_free(*evs[i]);

@@ -4,7 +4,8 @@
 daemon started with NOTIFY_SOCKET pointing at a datagram socket bound here:
 READY=1 only once both the WebSocket and the gRPC ports accept, STATUS= with
 the counts, WATCHDOG=1 at half of WATCHDOG_USEC, RELOADING=1/READY=1 around
-SIGHUP, STOPPING=1 on SIGTERM, and every datagram sent by the master (checked
+SIGHUP (READY=1 only once every worker has reloaded, or after the 5 s bound),
+STOPPING=1 on SIGTERM, and every datagram sent by the master (checked
 with the kernel's SCM_CREDENTIALS, not by trusting the payload)."""
 import os
 import re
@@ -152,7 +153,8 @@ class UnitFile(unittest.TestCase):
 
 class NotifyListener:
     """A datagram socket like systemd's: records (time, sender pid, payload).
-    On the first READY=1 it probes both ports at once, from this thread."""
+    On the first READY=1 it probes both ports at once, from this thread; on every
+    READY=1 it also calls on_ready (when set) and keeps the result in at_ready."""
 
     def __init__(self, address, probe):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -163,6 +165,8 @@ class NotifyListener:
         self.probe_result = None
         self.probed = threading.Event()
         self.messages = []           # [(monotonic, pid, {key: value}, raw)]
+        self.on_ready = None         # called as each READY=1 arrives, e.g. to read the log
+        self.at_ready = {}           # {index of the READY=1 message: on_ready()}
         self.lock = threading.Lock()
         self.done = False
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -182,7 +186,11 @@ class NotifyListener:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                     pid = UCRED.unpack(cdata[:UCRED.size])[0]
             fields = dict(l.split("=", 1) for l in data.decode().split("\n") if "=" in l)
+            hook = self.on_ready if fields.get("READY") == "1" else None
+            seen = hook() if hook else None     # before the message is visible to wait_for
             with self.lock:
+                if hook:
+                    self.at_ready[len(self.messages)] = seen
                 self.messages.append((now, pid, fields, data))
             if fields.get("READY") == "1" and not self.probed.is_set() and self.probe:
                 self.probe_result = self.probe()
@@ -252,6 +260,19 @@ def start_under_fake_systemd(address, env, workers, attempts=3):
     raise AssertionError("no READY=1 within 15 s; log:\n%s" % last)
 
 
+def is_ready(fields):
+    return fields.get("READY") == "1"
+
+
+def is_reloading(fields):
+    return fields.get("RELOADING") == "1"
+
+
+def reloaded_slots(lines, since):
+    """Slots of the workers that logged `reloaded: ...` in lines[since:]."""
+    return {ln.slot for ln in lines[since:] if ln.slot is not None and ln.msg.startswith("reloaded:")}
+
+
 class NotifyProtocol(unittest.TestCase):
     """One daemon, --workers 4, WATCHDOG_USEC=1 s; the tests run in name order."""
 
@@ -318,18 +339,62 @@ class NotifyProtocol(unittest.TestCase):
 
     def test_5_reload(self):
         start = len(self.lst.snapshot())
-        self.d.send_signal(signal.SIGHUP)
-        i = self.lst.wait_for(lambda f: f.get("RELOADING") == "1", 5, start)
-        self.assertIsNotNone(i, "no RELOADING=1 after SIGHUP")
-        fields = self.lst.snapshot()[i][2]
-        mono = int(fields.get("MONOTONIC_USEC", "0"))
-        self.assertLess(abs(mono - time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6), 10e6,
-                        "MONOTONIC_USEC is not CLOCK_MONOTONIC now")
-        j = self.lst.wait_for(lambda f: f.get("READY") == "1", 5, i + 1)
-        self.assertIsNotNone(j, "no READY=1 after RELOADING=1")
+        log_start = len(self.d.log_lines())
+        self.lst.on_ready = self.d.log_lines    # the log as it is when READY=1 arrives
+        try:
+            self.d.send_signal(signal.SIGHUP)
+            i = self.lst.wait_for(is_reloading, 5, start)
+            self.assertIsNotNone(i, "no RELOADING=1 after SIGHUP")
+            fields = self.lst.snapshot()[i][2]
+            mono = int(fields.get("MONOTONIC_USEC", "0"))
+            self.assertLess(abs(mono - time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6), 10e6,
+                            "MONOTONIC_USEC is not CLOCK_MONOTONIC now")
+            j = self.lst.wait_for(is_ready, 5, i + 1)
+            self.assertIsNotNone(j, "no READY=1 after RELOADING=1")
+        finally:
+            self.lst.on_ready = None
+        self.assertEqual(reloaded_slots(self.lst.at_ready[j], log_start), {0, 1, 2, 3},
+                         "READY=1 before every worker had reloaded")
+        self.assertRegex(self.lst.snapshot()[j][2].get("STATUS", ""), r"4/4 workers accepting$")
         self.assertEqual(self.d.health()["workers"], 4)
 
-    def test_6_stop(self):
+    def test_6_reload_waits_for_a_stopped_worker_and_the_last_sighup(self):
+        """One worker is SIGSTOPped: the other three reload, a second SIGHUP comes,
+        still no READY=1 until the stopped worker runs again and reloads; then
+        one READY=1 for both SIGHUPs."""
+        slot, pid = 2, self.d.worker_pids()[2]
+        start = len(self.lst.snapshot())
+        log_start = len(self.d.log_lines())
+        self.lst.on_ready = self.d.log_lines
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            self.d.send_signal(signal.SIGHUP)
+            i = self.lst.wait_for(is_reloading, 5, start)
+            self.assertIsNotNone(i, "no RELOADING=1 after SIGHUP")
+            deadline = time.monotonic() + 5
+            while reloaded_slots(self.d.log_lines(), log_start) != {0, 1, 3}:
+                self.assertLess(time.monotonic(), deadline, "the running workers did not reload")
+                time.sleep(0.02)
+            self.d.send_signal(signal.SIGHUP)
+            self.assertIsNotNone(self.lst.wait_for(is_reloading, 5, i + 1),
+                                 "no RELOADING=1 after the second SIGHUP")
+            time.sleep(1.0)
+            self.assertEqual([m for m in self.lst.snapshot()[start:] if is_ready(m[2])], [],
+                             "READY=1 while worker %d (stopped) had not reloaded" % slot)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        try:
+            j = self.lst.wait_for(is_ready, 5, start)
+            self.assertIsNotNone(j, "no READY=1 once the stopped worker ran again")
+        finally:
+            self.lst.on_ready = None
+        self.assertIn(slot, reloaded_slots(self.lst.at_ready[j], log_start))
+        time.sleep(0.2)
+        self.assertEqual(len([m for m in self.lst.snapshot()[start:] if is_ready(m[2])]), 1,
+                         "not one READY=1 for the two SIGHUPs")
+        self.assertEqual(self.d.health()["workers"], 4)
+
+    def test_7_stop(self):
         start = len(self.lst.snapshot())
         rc = self.d.stop(timeout=20)
         self.assertEqual(rc, 0)
@@ -338,7 +403,7 @@ class NotifyProtocol(unittest.TestCase):
         self.assertEqual(len(stops), 1, "STOPPING=1 not sent once: %r" % msgs[start:])
         self.assertFalse(any(m[2].get("READY") for m in msgs[stops[0]:]), "READY=1 after STOPPING=1")
 
-    def test_7_every_datagram_from_the_master(self):
+    def test_8_every_datagram_from_the_master(self):
         msgs = self.lst.snapshot()
         self.assertTrue(msgs)
         senders = {m[1] for m in msgs}
@@ -408,6 +473,104 @@ class ReadyWaitsForWorkers(unittest.TestCase):
             lst.close()
             d.cleanup()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ReloadWaitsForASlowWorker(unittest.TestCase):
+    """--workers 1 and the secret file a FIFO: every reader blocks in open(2)
+    until the test writes, so the test decides when the worker's reload ends.
+    On SIGHUP the master reads the file first (its check), then the worker.
+    The tests run in name order on one daemon; the last one stops it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="wsn-reload-")
+        cls.fifo = os.path.join(cls.tmp, "jwt-secret")
+        os.mkfifo(cls.fifo, 0o600)
+        address = os.path.join(cls.tmp, "notify")
+        cls.secret = ("fifo-secret-" + wsnclient.b64url(os.urandom(12))).encode() + b"\n"
+        cls.d = wsnclient.Daemon(workers=1, extra_args=["--jwt-secret-file", cls.fifo],
+                                 env={"NOTIFY_SOCKET": address})
+        cls.lst = NotifyListener(address, None)
+        try:
+            cls.d.start(wait=False)
+            if not feed_fifo(cls.fifo, cls.secret, 10):
+                raise AssertionError("the master never read the secret:\n" + cls.d.log_tail(20))
+            # Logged after the master closed the FIFO: the next reader is the worker.
+            if cls.d.wait_log(lambda ln: ln.role == "master" and "worker 0 started" in ln.msg,
+                              10) is None:
+                raise AssertionError("worker 0 never started:\n" + cls.d.log_tail(20))
+            if not feed_fifo(cls.fifo, cls.secret, 10):
+                raise AssertionError("the worker never read the secret:\n" + cls.d.log_tail(20))
+            if cls.lst.wait_for(is_ready, 10) is None:
+                raise AssertionError("no READY=1 at start:\n" + cls.d.log_tail(20))
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lst.close()
+        cls.d.cleanup()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def readies_since(self, start):
+        return [m for m in self.lst.snapshot()[start:] if is_ready(m[2])]
+
+    def sighup_until_the_worker_blocks(self):
+        """SIGHUP, feed the master's check; the worker then blocks re-reading the
+        secret. -> (notify index, log index) from before the SIGHUP"""
+        start = len(self.lst.snapshot())
+        log_start = len(self.d.log_lines())
+        self.d.send_signal(signal.SIGHUP)
+        self.assertIsNotNone(self.lst.wait_for(is_reloading, 5, start), "no RELOADING=1")
+        self.assertTrue(feed_fifo(self.fifo, self.secret, 5), "the master never re-read the secret")
+        forwarded = self.d.wait_log(
+            lambda ln: ln.role == "master" and "SIGHUP: forwarding" in ln.msg, 5, log_start)
+        self.assertIsNotNone(forwarded, "the master did not forward SIGHUP:\n" + self.d.log_tail(20))
+        return start, log_start
+
+    def test_1_ready_waits_for_a_slow_reload(self):
+        self.lst.on_ready = self.d.log_lines
+        try:
+            start, log_start = self.sighup_until_the_worker_blocks()
+            time.sleep(1.0)
+            self.assertEqual(self.readies_since(start), [], "READY=1 before the worker reloaded")
+            self.assertTrue(feed_fifo(self.fifo, self.secret, 5), "the worker never re-read the secret")
+            j = self.lst.wait_for(is_ready, 5, start)
+            self.assertIsNotNone(j, "no READY=1 after the worker reloaded:\n" + self.d.log_tail(20))
+        finally:
+            self.lst.on_ready = None
+        self.assertEqual(reloaded_slots(self.lst.at_ready[j], log_start), {0})
+
+    def test_2_ready_anyway_when_a_worker_is_stuck(self):
+        """The wait is bounded (5 s): READY=1 follows with a warning naming the
+        worker; its late reload then sends nothing more."""
+        pid = self.d.worker_pids()[0]
+        start, log_start = self.sighup_until_the_worker_blocks()
+        j = self.lst.wait_for(is_ready, 10, start)
+        self.assertIsNotNone(j, "no READY=1 while a worker was stuck reloading")
+        msgs = self.lst.snapshot()
+        i = self.lst.wait_for(is_reloading, 0, start)
+        self.assertGreater(msgs[j][0] - msgs[i][0], 3.0, "READY=1 came before the bound")
+        warn = self.d.wait_log(lambda ln: ln.role == "master" and ln.msg.startswith("reload:") and
+                               "worker 0 (pid %d)" % pid in ln.msg, 2, log_start)
+        self.assertIsNotNone(warn, "no warning naming the slow worker:\n" + self.d.log_tail(20))
+        self.assertTrue(feed_fifo(self.fifo, self.secret, 5), "the worker never re-read the secret")
+        self.assertIsNotNone(self.d.wait_log(lambda ln: ln.slot == 0 and ln.msg.startswith("reloaded:"),
+                                             5, log_start))
+        time.sleep(0.2)
+        self.assertEqual(len(self.readies_since(start)), 1)
+
+    def test_3_no_ready_after_stopping(self):
+        """SIGTERM while waiting for the worker: STOPPING=1, and never READY=1 after it,
+        even when the worker then finishes its reload."""
+        start, _ = self.sighup_until_the_worker_blocks()
+        self.d.send_signal(signal.SIGTERM)
+        k = self.lst.wait_for(lambda f: f.get("STOPPING") == "1", 5, start)
+        self.assertIsNotNone(k, "no STOPPING=1")
+        feed_fifo(self.fifo, self.secret, 5)    # the worker finishes the reload, then stops
+        self.assertEqual(self.d.wait_exit(20), 0, self.d.log_tail(20))
+        self.assertEqual(self.readies_since(start), [], "READY=1 during or after stopping")
 
 
 class NotifyAbstractSocket(unittest.TestCase):

@@ -72,6 +72,9 @@ static void log_reloaded(worker *w, bool complete)
 
 int worker_load_reloadables(worker *w)
 {
+    /* Read before the files: a SIGHUP after this point is still pending for us
+     * (blocked until the loop runs) and is acknowledged by worker_reload. */
+    uint64_t generation = region_reload_generation(&w->shm);
     /* At start a bad level file is not fatal: the master checked it moments ago. */
     reload_log_level_file(w);
     char err[RELOAD_ERR_MAX];
@@ -81,16 +84,21 @@ int worker_load_reloadables(worker *w)
     }
     if (w->cfg->tls_cert != NULL && reload_tls(w) != 0)
         return -1;
+    region_ack_reload(w->stats, generation);
     return 0;
 }
 
 void worker_reload(worker *w)
 {
+    uint64_t generation = region_reload_generation(&w->shm);
     /* The level first, so this reload's own lines follow the new level. */
     bool ok = reload_log_level_file(w) == 0;
     ok = reload_secrets(w) == 0 && ok;
     ok = reload_tls(w) == 0 && ok;
     log_reloaded(w, ok);
+    /* Done either way (a part that failed is logged and kept): the master may
+     * now tell systemd READY=1. */
+    region_ack_reload(w->stats, generation);
 }
 
 void worker_free_reloadables(worker *w)

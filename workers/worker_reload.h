@@ -6,11 +6,13 @@
 
 #include "workers/worker.h"
 
-/* At start: secrets, TLS context and log level. Returns 0, or -1 (logged). */
+/* At start: secrets, TLS context and log level; acknowledges the current
+ * reload generation in the slot (region.h). Returns 0, or -1 (logged). */
 int worker_load_reloadables(worker *w);
 
 /* SIGHUP: re-read each part; a part that fails keeps its previous version and
- * logs an error. Open connections are untouched. */
+ * logs an error. Open connections are untouched. Then acknowledges the reload
+ * generation read before the files, complete or not. */
 void worker_reload(worker *w);
 
 /* Free what worker_load_reloadables set up. */
