@@ -24,6 +24,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -701,16 +702,45 @@ class LogLine:
 
 
 _ALL_DAEMONS = []
+# Reports that an ASan/UBSan build of the daemon wrote to its log (a crash is
+# usually noticed by the tests; a leak or a recovered report would not be).
+_SANITIZER_RE = re.compile(rb"ERROR: (?:Address|Leak)Sanitizer|runtime error: ")
+_SANITIZER_REPORTS = []
+
+
+def _collect_sanitizer_reports(d):
+    try:
+        with open(d.log_path, "rb") as f:
+            text = f.read()
+    except OSError:
+        return
+    m = _SANITIZER_RE.search(text)
+    if m:
+        _SANITIZER_REPORTS.append((d.log_path, text[max(0, m.start() - 200):m.start() + 3000]))
+
+
+def _fail_on_sanitizer_reports():
+    """At exit: any sanitizer report in a daemon log fails the whole test file."""
+    if not _SANITIZER_REPORTS:
+        return
+    for path, excerpt in _SANITIZER_REPORTS:
+        sys.stderr.write("\n==== sanitizer report in %s:\n%s\n" % (path, excerpt.decode(errors="replace")))
+    sys.stderr.write("FAIL: the daemon reported %d sanitizer error(s)\n" % len(_SANITIZER_REPORTS))
+    sys.stderr.flush()
+    os._exit(1)
 
 
 def _kill_all_daemons():
     for d in list(_ALL_DAEMONS):
         try:
             d.kill()
+            _collect_sanitizer_reports(d)
         except Exception:       # noqa: BLE001 — best effort at exit
             pass
 
 
+# atexit runs last-registered first: kill (and scan) the daemons, then judge.
+atexit.register(_fail_on_sanitizer_reports)
 atexit.register(_kill_all_daemons)
 
 
@@ -906,6 +936,7 @@ class Daemon:
 
     def cleanup(self, keep_log=False):
         self.kill()
+        _collect_sanitizer_reports(self)
         if self._log_f:
             self._log_f.close()
             self._log_f = None
