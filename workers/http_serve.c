@@ -214,9 +214,7 @@ static bool claim_user(conn *c, int64_t user, uint64_t *generation)
     }
     *generation = me.generation;
     if (prev.slot == w->h.slot) {
-        conn *old = user_map_get(&w->users, user);
-        if (old != NULL && old->generation == prev.generation)
-            ws_session_evict(w, user, prev.generation);
+        ws_session_evict(w, user, prev.generation); /* it checks the generation */
     } else if (prev.slot >= 0) {
         worker_send_evict(w, prev.slot, user, prev.generation);
     }
