@@ -22,7 +22,7 @@ main process sends the gRPC calls and compares.
 Run:  /usr/bin/python3 scripts/bench.py [--workers 2] [--connections 20000]
       [--notifications 2000] [--json FILE|-]        (see --help)
 Needs python3-grpcio, python3-protobuf, protoc and grpc_python_plugin (stubs are
-generated at run time, like tests/e2e_grpc.py). Every wait is bounded; the daemon
+generated at run time, like tests/e2e/e2e_grpc.py). Every wait is bounded; the daemon
 and the load processes are stopped on exit, on Ctrl-C and on SIGTERM.
 """
 
@@ -54,7 +54,7 @@ import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(SRCDIR, "tests"))
+sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
 import wsnclient as wc  # noqa: E402
 
 # The load processes are forked before grpc is imported; grpc's own fork handlers

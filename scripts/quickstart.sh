@@ -29,7 +29,7 @@ or use --jwt-secret-file in production). In another terminal:
   JWT_SECRET='$JWT_SECRET' $BIN/wsnotifyctl token --user-id 1 --email user@example.com
 
   # connect (any WebSocket client), e.g. with Python's standard library:
-  python3 tests/wsnclient.py "ws://127.0.0.1:$PORT/ws?token=TOKEN"
+  python3 tests/e2e/wsnclient.py "ws://127.0.0.1:$PORT/ws?token=TOKEN"
 
   # server health
   $BIN/wsnotifyctl health

@@ -23,7 +23,7 @@ cd "$dir"
 ../configure $flags
 make -j"$(nproc)"
 if ! make -j"$(nproc)" check; then
-    for f in tests/*.log; do
+    for f in $(find tests -name "*.log"); do
         case "$f" in test-suite.log) continue ;; esac
         if grep -q "^FAIL\|^ERROR" "${f%.log}.trs" 2>/dev/null; then
             echo "==== $f"; tail -n 80 "$f"

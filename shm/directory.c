@@ -27,7 +27,7 @@
  *     leaves the active table untouched and the next locker starts it over.
  * Counters (used, live[]) are recomputed by every rebuild, so they need no
  * such care. */
-#include "directory.h"
+#include "shm/directory.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "shm/hash.h"
+#include "src/common/config.h"
 
 #define RATELIMIT_MAGIC UINT64_C(0x57534e524c4d0001) /* "WSNRLM" 1 */
 #define WAYS 2u
@@ -34,6 +35,9 @@
 _Static_assert(TAG_BITS + MINUTE_BITS + 2 * COUNT_BITS == 64, "a table word is 64 bits");
 _Static_assert(RATELIMIT_MAX_CONNECTS < COUNT_MAX, "counts must go past the largest limit");
 _Static_assert(RATELIMIT_MAX_MESSAGES < UINT16_MAX, "counts must go past the largest limit");
+/* --max-connects-per-minute and --max-messages-per-second accept exactly these. */
+_Static_assert(RATELIMIT_MAX_CONNECTS == CONFIG_MAX_CONNECTS_PER_MINUTE, "flag range");
+_Static_assert(RATELIMIT_MAX_MESSAGES == CONFIG_MAX_MESSAGES_PER_SECOND, "flag range");
 /* Shared between processes, so only address-free (lock-free) atomics will do. */
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 

@@ -11,12 +11,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shm/counters-t.h"
 #include "shm/directory.h"
 #include "shm/ratelimit.h"
 
 #define REGION_MAX_SLOTS DIRECTORY_MAX_SLOTS
-#define REGION_AUTH_REASONS 16      /* >= AUTH_RESULT_COUNT (checked in metrics.c) */
-#define REGION_LATENCY_BUCKETS 12   /* finite histogram bounds + 1 (checked in metrics.c) */
+#define REGION_AUTH_REASONS COUNTERS_AUTH_REASONS
+#define REGION_LATENCY_BUCKETS COUNTERS_LATENCY_BUCKETS
 
 /* Written by one worker (its own slot) and the master (on the worker's death).
  * Counters are monotonic and survive a respawn; gauges are reset by the master. */
@@ -30,7 +31,7 @@ typedef struct {
     _Atomic uint64_t frames_out;
     _Atomic uint64_t queue_dropped; /* datagrams for connections no longer here */
     _Atomic uint64_t restarts;      /* times this slot's worker was respawned */
-    /* /metrics (workers/metrics.h): 401s indexed by auth_result, and the delivery
+    /* 401s indexed by auth_result, and the delivery
      * latency histogram as per-bucket (not cumulative) counts, the last bucket
      * being everything over the largest bound. */
     _Atomic uint64_t auth_failures[REGION_AUTH_REASONS];
@@ -39,16 +40,6 @@ typedef struct {
     _Atomic uint64_t reload_ack;    /* the reload generation this worker has applied */
     char pad[64];
 } region_slot;
-
-/* Outcomes of SendNotification, counted by the master's router. */
-typedef enum {
-    NOTIFY_DELIVERED = 0,   /* queued to a live holder */
-    NOTIFY_OFFLINE,         /* user not connected */
-    NOTIFY_DROPPED,         /* holder's queue full or gone */
-    NOTIFY_INVALID,         /* INVALID_ARGUMENT */
-    NOTIFY_NOT_PUSHED,      /* send_push false */
-    NOTIFY_OUTCOMES
-} notify_outcome;
 
 typedef struct {
     uint32_t magic;

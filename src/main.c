@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "src/config.h"
-#include "src/master.h"
+#include "src/common/config.h"
+#include "src/master/master.h"
 #include "workers/worker.h"
 
 int main(int argc, char **argv)

@@ -1,6 +1,7 @@
-/* conn.c — a client connection's socket I/O and lifecycle (see conn.h).
+/* conn.c — a client connection's transport: socket I/O, output buffering
+ * and the close (see conn.h).
  *
- * Reads land in the worker's scratch buffer; only bytes that cannot be handled
+ * Reads land in the loop's scratch buffer; only bytes that cannot be handled
  * yet are copied into per-connection memory. Writes go straight to the socket
  * and only the unsent remainder is buffered, up to CONN_MAX_OUTPUT.
  *
@@ -9,23 +10,27 @@
  * direction first (a read that must write, a write that must read): the
  * tls_*_wants_* flags record that, and conn_update_write_interest arms
  * EV_WRITE accordingly on the connection's single event. The TLS handshake
- * runs inside the first reads of the CONN_HTTP stage, under its deadline. */
+ * runs inside the first reads, under the protocol's deadline. */
 #include "workers/conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "src/log.h"
-#include "workers/http_request.h"
-#include "workers/http_response.h"
-#include "workers/tls.h"
+#include "src/common/log.h"
+#include "workers/tls_io.h"
 
 #define CONN_READS_PER_EVENT 4  /* fairness: let other connections run */
+
+const char conn_error_eof[] = "end of stream";
+const char conn_error_slow_reader[] = "slow reader";
 
 /* conn_io_* results besides byte counts */
 enum { CONN_IO_AGAIN = -1, CONN_IO_ERROR = -2 };
@@ -60,43 +65,71 @@ void conn_list_remove(conn_list *l, conn *c)
     l->count--;
 }
 
-static void conn_move(conn *c, conn_list *to)
+void conn_list_move(conn *c, conn_list *to)
 {
     if (c->list != NULL)
         conn_list_remove(c->list, c);
     conn_list_append(to, c);
 }
 
-static int conn_fd(const conn *c) { return (int)event_get_fd(&c->ev); }
+int conn_fd(const conn *c) { return (int)event_get_fd(&c->ev); }
 
-int conn_accept(worker *w, int fd)
+void conn_loop_clock(conn_loop *l)
 {
-    conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        log_warn("out of memory accepting a connection");
-        close(fd);
-        return -1;
-    }
-    c->w = w;
-    c->state = CONN_HTTP;
-    c->since = w->now;
-    ws_reader_init(&c->reader);
-    if (w->tls_ctx != NULL && (c->ssl = tls_session_new(w->tls_ctx, fd)) == NULL) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+        l->now = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
+int conn_init(conn *c, conn_loop *l, int fd, SSL_CTX *tls, const conn_ops *ops)
+{
+    c->loop = l;
+    c->ops = ops;
+    c->state = CONN_OPEN;
+    c->since = l->now;
+    if (tls != NULL && (c->ssl = tls_io_new(tls, fd)) == NULL) {
         log_warn("cannot start a TLS session (out of memory?): dropping the connection");
         close(fd);
-        free(c);
         return -1;
     }
-    if (event_assign(&c->ev, w->base, fd, EV_READ | EV_PERSIST, conn_on_event, c) != 0 ||
+    if (event_assign(&c->ev, l->base, fd, EV_READ | EV_PERSIST, conn_on_event, c) != 0 ||
         event_add(&c->ev, NULL) != 0) {
         log_error("cannot register a connection with the event loop");
         close(fd);
         SSL_free(c->ssl);
-        free(c);
+        c->ssl = NULL;
         return -1;
     }
-    conn_list_append(&w->handshaking, c);
     return 0;
+}
+
+void conn_set_ops(conn *c, const conn_ops *ops) { c->ops = ops; }
+
+bool conn_handshake_pending(const conn *c)
+{
+    return c->ssl != NULL && !tls_io_handshake_done(c->ssl);
+}
+
+void conn_peer_name(const conn *c, char *out, size_t out_size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (getpeername(conn_fd(c), (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET) {
+            const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+            if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host) == NULL)
+                snprintf(host, sizeof host, "?");
+            port = ntohs(sin->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+            if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host) == NULL)
+                snprintf(host, sizeof host, "?");
+            port = ntohs(sin6->sin6_port);
+        }
+    }
+    snprintf(out, out_size, "%s:%u", host, port);
 }
 
 static void conn_arm_write(conn *c, bool want)
@@ -106,7 +139,7 @@ static void conn_arm_write(conn *c, bool want)
     short events = EV_READ | EV_PERSIST | (want ? EV_WRITE : 0);
     int fd = conn_fd(c);
     if (event_del(&c->ev) != 0 ||
-        event_assign(&c->ev, c->w->base, fd, events, conn_on_event, c) != 0 ||
+        event_assign(&c->ev, c->loop->base, fd, events, conn_on_event, c) != 0 ||
         event_add(&c->ev, NULL) != 0) {
         conn_abort(c, "event loop refused the connection");
         return;
@@ -127,11 +160,10 @@ static void conn_update_write_interest(conn *c)
  * Later failures are one client's trouble: debug. */
 static void conn_log_tls_failure(const conn *c, const char *op, const char *why)
 {
-    if (!tls_handshake_done(c->ssl))
+    if (!tls_io_handshake_done(c->ssl))
         log_info("TLS handshake failed: %s", why != NULL ? why : "unknown reason");
     else
-        log_debug("TLS %s failed (UserID=%lld): %s", op, (long long)c->user_id,
-                  why != NULL ? why : "unknown reason");
+        log_debug("TLS %s failed: %s", op, why != NULL ? why : "unknown reason");
 }
 
 /* A plain recv()/send() result in conn_io terms; call it straight after the
@@ -151,7 +183,7 @@ static ssize_t conn_io_read(conn *c, void *buf, size_t len)
         return conn_plain_io_result(recv(conn_fd(c), buf, len, 0));
     size_t done = 0;
     const char *why = NULL;
-    switch (tls_read(c->ssl, buf, len, &done, &why)) {
+    switch (tls_io_read(c->ssl, buf, len, &done, &why)) {
     case TLS_IO_OK:
         return (ssize_t)done;
     case TLS_IO_WANT_READ:
@@ -177,7 +209,7 @@ static ssize_t conn_io_write(conn *c, const void *buf, size_t len)
         return conn_plain_io_result(send(conn_fd(c), buf, len, MSG_NOSIGNAL | MSG_DONTWAIT));
     size_t done = 0;
     const char *why = NULL;
-    switch (tls_write(c->ssl, buf, len, &done, &why)) {
+    switch (tls_io_write(c->ssl, buf, len, &done, &why)) {
     case TLS_IO_OK:
         return (ssize_t)done;
     case TLS_IO_WANT_WRITE:
@@ -199,28 +231,35 @@ void conn_abort(conn *c, const char *why)
 {
     if (c->state == CONN_DEAD)
         return;
-    if (c->state == CONN_WS)
-        ws_session_end(c);
+    if (c->state == CONN_OPEN)
+        c->ops->on_close(c, why);
     log_debug("connection closed: %s", why);
     if (event_del(&c->ev) != 0)
         log_warn("event_del failed while closing a connection");
     if (close(conn_fd(c)) != 0)
         log_debug("close: %s", strerror(errno));
     c->state = CONN_DEAD;
-    conn_move(c, &c->w->dead);
+    conn_list_move(c, &c->loop->dead);
 }
 
-void conn_reap(worker *w)
+void conn_reap(conn_loop *l)
 {
     conn *c;
-    while ((c = w->dead.head) != NULL) {
-        conn_list_remove(&w->dead, c);
-        free(c->head);
+    while ((c = l->dead.head) != NULL) {
+        conn_list_remove(&l->dead, c);
         free(c->out);
+        c->out = NULL;
         SSL_free(c->ssl);
-        ws_reader_reset(&c->reader);
-        free(c);
+        c->ssl = NULL;
+        c->ops->on_free(c);
     }
+}
+
+void conn_sweep_closing(conn_loop *l)
+{
+    conn *c;
+    while ((c = l->closing.head) != NULL && l->now - c->since >= CONN_CLOSE_TIMEOUT * 1000u)
+        conn_abort(c, "close timeout");
 }
 
 /* Our last bytes are out: close_notify (TLS, best effort), then our FIN, so
@@ -228,7 +267,7 @@ void conn_reap(worker *w)
 static void conn_half_close(conn *c)
 {
     if (c->ssl != NULL)
-        tls_shutdown(c->ssl);
+        tls_io_shutdown(c->ssl);
     if (shutdown(conn_fd(c), SHUT_WR) != 0)
         conn_abort(c, "shutdown failed");
 }
@@ -252,9 +291,7 @@ static int conn_buffer(conn *c, const struct iovec *iov, int iovcnt, size_t skip
     size_t rest = total - skip;
     size_t pending = c->out_len - c->out_off;
     if (pending + rest > CONN_MAX_OUTPUT) {
-        log_warn("slow client: over %u bytes unsent, dropping it (UserID=%lld)",
-                 CONN_MAX_OUTPUT, (long long)c->user_id);
-        conn_abort(c, "slow reader");
+        conn_abort(c, conn_error_slow_reader); /* the protocol logs who it was */
         return -1;
     }
     if (c->out_off > 0 && pending > 0)
@@ -306,6 +343,8 @@ static ssize_t conn_tls_writev(conn *c, const struct iovec *iov, int iovcnt)
         memcpy(stage + staged, iov[i].iov_base, take);
         staged += take;
     }
+    if (staged == 0)
+        return 0;
     ssize_t n = conn_io_write(c, stage, staged);
     if (n < 0 || (size_t)n < staged)
         return n;
@@ -334,7 +373,7 @@ static ssize_t conn_tls_writev(conn *c, const struct iovec *iov, int iovcnt)
     return (ssize_t)sent;
 }
 
-static int conn_writev(conn *c, const struct iovec *iov, int iovcnt)
+int conn_writev(conn *c, const struct iovec *iov, int iovcnt)
 {
     if (c->state == CONN_DEAD)
         return -1;
@@ -362,121 +401,25 @@ int conn_write(conn *c, const void *data, size_t len)
     return conn_writev(c, &iov, 1);
 }
 
-int conn_send_frame(conn *c, uint8_t opcode, const void *payload, size_t len)
+void conn_close_after_output(conn *c)
 {
-    uint8_t header[10];
-    size_t hlen = ws_frame_header_encode(header, opcode, len);
-    struct iovec iov[2] = {
-        {.iov_base = header, .iov_len = hlen},
-        {.iov_base = (void *)payload, .iov_len = len},
-    };
-    int rc = conn_writev(c, iov, len ? 2 : 1);
-    if (rc == 0)
-        atomic_fetch_add_explicit(&c->w->stats->frames_out, 1, memory_order_relaxed);
-    return rc;
-}
-
-static void conn_begin_closing(conn *c)
-{
+    if (c->state != CONN_OPEN)
+        return;
+    c->ops->on_close(c, NULL);
     c->state = CONN_CLOSING;
-    c->since = c->w->now;
-    conn_move(c, &c->w->closing);
+    c->since = c->loop->now;
+    conn_list_move(c, &c->loop->closing);
     if (c->out == NULL)
         conn_half_close(c);
 }
 
-void conn_close_ws(conn *c, uint16_t code, const char *reason)
-{
-    if (c->state != CONN_WS)
-        return;
-    ws_session_end(c); /* state is CONN_CLOSING from here: the frame may still go out */
-    uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
-    size_t len = code == WS_CLOSE_NO_STATUS ? 0 : ws_close_payload(payload, code, reason);
-    if (conn_send_frame(c, WS_OP_CLOSE, payload, len) != 0)
-        return;
-    conn_begin_closing(c);
-}
-
-void conn_close_http(conn *c, const char *response, size_t len)
-{
-    if (c->state != CONN_HTTP)
-        return;
-    if (c->ssl != NULL && !tls_handshake_done(c->ssl)) {
-        conn_abort(c, "TLS handshake not complete"); /* no channel to answer on */
-        return;
-    }
-    if (conn_write(c, response, len) != 0)
-        return;
-    conn_begin_closing(c);
-}
-
-static void conn_http_error(conn *c, http_parse_status st)
-{
-    char resp[256];
-    int status = st == HTTP_PARSE_TOO_LARGE ? 431 : st == HTTP_PARSE_BAD_VERSION ? 505 : 400;
-    const char *msg = status == 431   ? "request head too large"
-                      : status == 505 ? "HTTP version not supported"
-                                      : "malformed HTTP request";
-    log_info("HTTP %d: %s", status, msg);
-    size_t n = http_response_error(resp, sizeof resp, status, msg, "");
-    conn_close_http(c, resp, n);
-}
-
-/* Accumulate the request head until it is complete, then serve it. A head that
- * arrives whole in one read is parsed in the scratch buffer without a copy. */
-static void conn_on_http_bytes(conn *c, uint8_t *data, size_t len)
-{
-    http_request req;
-    size_t head_len = 0;
-    http_parse_status st;
-    if (c->head == NULL) {
-        st = http_request_parse((const char *)data, len, &req, &head_len);
-        if (st == HTTP_PARSE_OK) {
-            http_serve(c, &req, data + head_len, len - head_len);
-            return;
-        }
-        if (st != HTTP_PARSE_INCOMPLETE || len > HTTP_MAX_HEAD) {
-            conn_http_error(c, st == HTTP_PARSE_INCOMPLETE ? HTTP_PARSE_TOO_LARGE : st);
-            return;
-        }
-        c->head = malloc(HTTP_MAX_HEAD + 1);
-        if (c->head == NULL) {
-            conn_abort(c, "out of memory reading a request");
-            return;
-        }
-        memcpy(c->head, data, len);
-        c->head_len = (uint32_t)len;
-        return;
-    }
-    /* Never hold more than the limit plus one byte (which proves "too large"). */
-    size_t room = HTTP_MAX_HEAD + 1 - c->head_len;
-    size_t take = len < room ? len : room;
-    memcpy(c->head + c->head_len, data, take);
-    c->head_len += (uint32_t)take;
-    st = http_request_parse(c->head, c->head_len, &req, &head_len);
-    if (st == HTTP_PARSE_OK) {
-        http_serve(c, &req, (uint8_t *)c->head + head_len, c->head_len - head_len);
-        if (c->state != CONN_DEAD) { /* a dead one is freed whole by conn_reap */
-            free(c->head);
-            c->head = NULL;
-            c->head_len = 0;
-        }
-        return;
-    }
-    if (st != HTTP_PARSE_INCOMPLETE || c->head_len > HTTP_MAX_HEAD)
-        conn_http_error(c, st == HTTP_PARSE_INCOMPLETE ? HTTP_PARSE_TOO_LARGE : st);
-}
-
 static void conn_on_readable(conn *c)
 {
-    worker *w = c->w;
+    conn_loop *l = c->loop;
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
-        ssize_t n = conn_io_read(c, w->scratch, w->scratch_size);
+        ssize_t n = conn_io_read(c, l->scratch, l->scratch_size);
         if (n == 0) {
-            if (c->state == CONN_WS)
-                log_debug("client closed without a close frame (UserID=%lld)",
-                          (long long)c->user_id);
-            conn_abort(c, "end of stream");
+            conn_abort(c, conn_error_eof);
             return;
         }
         if (n == CONN_IO_AGAIN)
@@ -485,20 +428,11 @@ static void conn_on_readable(conn *c)
             conn_abort(c, "read error");
             return;
         }
-        switch (c->state) {
-        case CONN_HTTP:
-            conn_on_http_bytes(c, w->scratch, (size_t)n);
-            break;
-        case CONN_WS:
-            c->since = w->now;
-            conn_move(c, &w->open); /* keeps the open list ordered by last activity */
-            ws_session_on_bytes(c, w->scratch, (size_t)n);
-            break;
-        default:
-            break; /* closing: discard until the client's EOF */
-        }
+        if (c->state == CONN_OPEN)
+            c->ops->on_data(c, l->scratch, (size_t)n);
+        /* (closing: discard until the peer's EOF) */
         /* A TLS read returns one record at most: keep going until it would block. */
-        if (c->state == CONN_DEAD || (c->ssl == NULL && (size_t)n < w->scratch_size))
+        if (c->state == CONN_DEAD || (c->ssl == NULL && (size_t)n < l->scratch_size))
             return;
     }
 }
@@ -524,8 +458,8 @@ static void conn_on_event(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     conn *c = arg;
-    worker *w = c->w;
-    worker_clock(w);
+    conn_loop *l = c->loop;
+    conn_loop_clock(l);
     if ((what & EV_WRITE) && c->state != CONN_DEAD && c->tls_read_wants_write) {
         c->tls_read_wants_write = false;
         conn_on_readable(c);
@@ -543,7 +477,7 @@ static void conn_on_event(evutil_socket_t fd, short what, void *arg)
     /* Decrypted bytes left inside OpenSSL (out of turns) would never make the
      * socket readable: come back in the next loop iteration. Done after the
      * last event_assign, which would cancel it. */
-    if (c->state != CONN_DEAD && c->ssl != NULL && tls_has_pending(c->ssl))
+    if (c->state != CONN_DEAD && c->ssl != NULL && tls_io_pending(c->ssl))
         event_active(&c->ev, EV_READ, 1);
-    conn_reap(w);
+    conn_reap(l);
 }

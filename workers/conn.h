@@ -1,98 +1,133 @@
-/* conn.h — one client connection inside a worker: its socket I/O, bounded
- * output buffering, state (HTTP handshake → WebSocket → closing), and the
- * WebSocket session (messages, pings, close handshake).
+/* conn.h — the transport of one client connection inside a worker: its socket
+ * (plain or TLS), bounded output buffering, the close (drain, half-close,
+ * free) and the ordered lists a worker keeps connections in.
  *
- * Memory: an idle open connection holds only struct conn (no buffers); the
- * head, output and frame buffers exist only while bytes are pending. A TLS
- * connection adds OpenSSL's SSL object (session state, ~15 KiB; its record
- * buffers are released while idle). */
+ * It knows nothing of HTTP or WebSocket. The protocol layer embeds struct conn
+ * first in its own connection struct and hands the transport a table of
+ * callbacks (conn_ops), which it swaps as the connection moves from one
+ * protocol to the next (HTTP, then WebSocket after the 101). The transport
+ * calls up only through that table.
+ *
+ * Memory: an idle connection holds only its struct (no buffers); the output
+ * buffer exists only while bytes are pending. A TLS connection adds OpenSSL's
+ * SSL object (session state, ~15 KiB; its record buffers are released while
+ * idle). */
 #ifndef WSN_CONN_H
 #define WSN_CONN_H
 
 #include <event2/event_struct.h>
-#include <openssl/ssl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-
-#include "workers/http_request.h"
-#include "workers/worker.h"
-#include "workers/ws_frame.h"
+#include <sys/uio.h>
 
 #define CONN_MAX_OUTPUT (1024u * 1024u)  /* unsent bytes before a slow reader is dropped */
-#define CONN_HANDSHAKE_TIMEOUT 10u       /* seconds to complete TLS and the HTTP upgrade */
 #define CONN_CLOSE_TIMEOUT 3u            /* seconds to finish a close */
 
+struct ssl_st;
+struct ssl_ctx_st;
+typedef struct conn conn;
+
+typedef struct {
+    conn *head;
+    conn *tail;
+    size_t count;
+} conn_list;
+
+/* What the protocol layer gives the transport. */
+typedef struct {
+    /* Bytes from the peer. data is the loop's scratch buffer: valid during the
+     * call only, and the callee may modify it (WebSocket unmasks in place). */
+    void (*on_data)(conn *c, uint8_t *data, size_t len);
+    /* The connection stops being usable by the protocol (conn_close_after_output
+     * or conn_abort): leave whatever it registered. Called exactly once. why is
+     * NULL for a close the protocol asked for, else the reason of the abort:
+     * one of the conn_error_* strings (compare by pointer) or another text. */
+    void (*on_close)(conn *c, const char *why);
+    /* The transport has released its part: free the struct around c. */
+    void (*on_free)(conn *c);
+} conn_ops;
+
+/* What every connection of one event loop shares; owned by the worker. */
+typedef struct {
+    struct event_base *base;
+    uint8_t *scratch;          /* socket reads, shared by all connections */
+    size_t scratch_size;
+    uint32_t now;              /* monotonic milliseconds (wrapping), refreshed per event */
+    conn_list closing;         /* ordered by close start: oldest first */
+    conn_list dead;            /* aborted during this event, freed by conn_reap */
+} conn_loop;
+
 typedef enum {
-    CONN_HTTP = 0,     /* reading the request head */
-    CONN_WS,           /* upgraded, registered in the directory */
+    CONN_OPEN = 0,     /* the protocol is talking */
     CONN_CLOSING,      /* last bytes going out; reading and discarding until EOF */
-    CONN_DEAD,         /* to be freed by worker_reap at the end of the current event */
+    CONN_DEAD,         /* socket closed; freed by conn_reap at the end of the event */
 } conn_state;
 
 struct conn {
     struct event ev;
     conn *prev;
     conn *next;
-    worker *w;
     conn_list *list;
-    int64_t user_id;
-    uint64_t generation;
-    char *head;                 /* partial request head, NULL when none */
+    conn_loop *loop;
+    const conn_ops *ops;
     uint8_t *out;               /* unsent output, NULL when none */
-    uint32_t head_len;
     uint32_t out_len;
     uint32_t out_off;
-    uint32_t since;             /* w->now at arrival, last byte received, or close start */
-    ws_reader reader;
-    SSL *ssl;                   /* TLS session; NULL on a plain connection */
+    uint32_t since;             /* loop->now of the protocol's choosing, or close start */
+    struct ssl_st *ssl;         /* TLS session; NULL on a plain connection */
     uint8_t state;
     bool write_armed;
     bool tls_read_wants_write;  /* a TLS read waits for a writable socket */
     bool tls_write_wants_read;  /* a TLS write waits for a readable socket */
-    ratelimit_local msg_rate;   /* client data messages, for --max-messages-per-second */
 };
 
-/* Take over an accepted, non-blocking socket. Returns 0, or -1 (socket closed). */
-int conn_accept(worker *w, int fd);
+/* Reasons of an abort that a protocol may want to tell apart (by pointer). */
+extern const char conn_error_eof[];          /* the peer closed its end */
+extern const char conn_error_slow_reader[];  /* over CONN_MAX_OUTPUT unsent */
 
-/* Queue bytes for the client (tries to write at once). Returns 0, or -1 when the
- * connection was aborted (slow reader over CONN_MAX_OUTPUT or write error). */
+/* Refresh l->now from CLOCK_MONOTONIC_COARSE. */
+void conn_loop_clock(conn_loop *l);
+
+/* Take over an accepted, non-blocking socket (with TLS when tls is not NULL).
+ * Returns 0, or -1 with the socket closed and c untouched by the loop (the
+ * caller frees c). */
+int conn_init(conn *c, conn_loop *l, int fd, struct ssl_ctx_st *tls, const conn_ops *ops);
+
+/* The next protocol's callbacks, from the next event on. */
+void conn_set_ops(conn *c, const conn_ops *ops);
+
+/* Queue bytes for the peer (written at once as far as the socket takes them).
+ * Returns 0, or -1 when the connection was aborted (slow reader over
+ * CONN_MAX_OUTPUT, write error) or is not open for writing. */
 int conn_write(conn *c, const void *data, size_t len);
+int conn_writev(conn *c, const struct iovec *iov, int iovcnt);
 
-/* One unmasked server frame. Returns as conn_write. */
-int conn_send_frame(conn *c, uint8_t opcode, const void *payload, size_t len);
+/* Stop talking: on_close, then send what is queued, half-close, and wait for
+ * the peer's EOF (at most CONN_CLOSE_TIMEOUT, enforced by conn_sweep_closing). */
+void conn_close_after_output(conn *c);
 
-/* Start the close handshake: leave the directory, send a close frame, then finish. */
-void conn_close_ws(conn *c, uint16_t code, const char *reason);
-
-/* Send a complete HTTP response then close. */
-void conn_close_http(conn *c, const char *response, size_t len);
-
-/* Drop without a goodbye (I/O error, timeout of a close). The socket is closed
- * now; the struct is freed by conn_reap, so callers up the stack stay safe. */
+/* Drop without a goodbye (I/O error, timeout). The socket is closed now; the
+ * struct is freed by conn_reap, so callers up the stack stay safe. */
 void conn_abort(conn *c, const char *why);
 
 /* Free every connection aborted during the current event. */
-void conn_reap(worker *w);
+void conn_reap(conn_loop *l);
 
-/* List helpers (the worker's ordered lists). */
+/* Abort the closing connections older than CONN_CLOSE_TIMEOUT. */
+void conn_sweep_closing(conn_loop *l);
+
+/* A TLS handshake is still under way: nothing can be written to the peer yet. */
+bool conn_handshake_pending(const conn *c);
+
+int conn_fd(const conn *c);
+
+/* "1.2.3.4:5678" of the peer, for log lines. */
+void conn_peer_name(const conn *c, char *out, size_t out_size);
+
+/* The ordered lists. */
 void conn_list_append(conn_list *l, conn *c);
 void conn_list_remove(conn_list *l, conn *c);
-
-/* HTTP stage (http_serve.c): answer a complete request head; /ws may upgrade.
- * rest holds bytes that followed the head. */
-void http_serve(conn *c, const http_request *req, uint8_t *rest, size_t rest_len);
-
-/* WebSocket stage (ws_session.c). Open: register the upgraded connection, then
- * write the 101 response and the `connected` message. */
-void ws_session_open(conn *c, int64_t user_id, uint64_t generation, const char *email,
-                     const char *response, size_t response_len);
-void ws_session_on_bytes(conn *c, uint8_t *data, size_t len);
-void ws_session_deliver(worker *w, int64_t user, uint64_t generation, const uint8_t *json,
-                        size_t len, uint64_t accepted_ns);
-void ws_session_evict(worker *w, int64_t user, uint64_t generation);
-/* Leave the directory, the user map and the counters; state becomes CONN_CLOSING.
- * Called exactly once per session, by conn_close_ws or conn_abort. */
-void ws_session_end(conn *c);
+void conn_list_move(conn *c, conn_list *to);
 
 #endif

@@ -1,21 +1,27 @@
-/* http_serve.c — answer a client's HTTP request: the /ws upgrade (handshake
- * checks, JWT, per-user connect rate limit, directory claim, eviction of an
- * older connection), /health, /metrics, and JSON errors for everything
- * else. Each refusal is logged with its reason. */
-#include <arpa/inet.h>
-#include <event2/event.h>
+/* http_serve.c — the HTTP stage of a client connection: accepting it,
+ * reading the request head (bounded), and answering it: the /ws upgrade
+ * (handshake checks, JWT, per-user connect rate limit, directory claim,
+ * eviction of an older connection, then the WebSocket session), /health,
+ * /metrics, and JSON errors for everything else. Each refusal is logged with
+ * its reason. After an answer the connection is closed. */
+#include "workers/http_serve.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
-#include "src/log.h"
-#include "workers/auth.h"
-#include "workers/conn.h"
+#include "shm/counters.h"
+#include "src/common/auth.h"
+#include "src/common/log.h"
+#include "workers/http_request.h"
 #include "workers/http_response.h"
 #include "workers/metrics.h"
+#include "workers/worker-t.h"
 #include "workers/ws_handshake.h"
+#include "workers/ws_session.h"
 
 #define HTTP_RESPONSE_MAX 1024
 
@@ -38,42 +44,33 @@ static bool header_equals(const http_request *req, const char *name, const char 
     return h != NULL && h->value_len == n && memcmp(h->value, value, n) == 0;
 }
 
-/* "1.2.3.4:5678" of the client, for log lines. */
-static void peer_name(const conn *c, char *out, size_t out_size)
+void http_serve_reply(client *cl, const char *response, size_t len)
 {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getpeername((int)event_get_fd(&c->ev), (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET) {
-            const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
-            if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host) == NULL)
-                snprintf(host, sizeof host, "?");
-            port = ntohs(sin->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
-            if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host) == NULL)
-                snprintf(host, sizeof host, "?");
-            port = ntohs(sin6->sin6_port);
-        }
+    conn *c = &cl->io;
+    if (cl->phase != CLIENT_HTTP || c->state != CONN_OPEN)
+        return;
+    if (conn_handshake_pending(c)) {
+        conn_abort(c, "TLS handshake not complete"); /* no channel to answer on */
+        return;
     }
-    snprintf(out, out_size, "%s:%u", host, port);
+    if (conn_write(c, response, len) != 0)
+        return;
+    conn_close_after_output(c);
 }
 
-static void reply_error(conn *c, int status, const char *message, const char *extra_headers)
+static void reply_error(client *cl, int status, const char *message, const char *extra_headers)
 {
     char resp[HTTP_RESPONSE_MAX];
-    char peer[INET6_ADDRSTRLEN + 8];
-    peer_name(c, peer, sizeof peer);
+    char peer[64];
+    conn_peer_name(&cl->io, peer, sizeof peer);
     log_info("HTTP %d to %s: %s", status, peer, message);
     size_t n = http_response_error(resp, sizeof resp, status, message, extra_headers);
-    conn_close_http(c, resp, n);
+    http_serve_reply(cl, resp, n);
 }
 
-static void serve_health(conn *c)
+static void serve_health(client *cl)
 {
-    worker *w = c->w;
+    worker *w = client_worker(cl);
     char body[256];
     char resp[HTTP_RESPONSE_MAX];
     int n = snprintf(body, sizeof body,
@@ -81,27 +78,27 @@ static void serve_health(conn *c)
                      "\"workers\":%d}",
                      (long long)region_total_connections(&w->shm), region_ready_workers(&w->shm));
     if (n < 0 || (size_t)n >= sizeof body) {
-        reply_error(c, 500, "internal error", "");
+        reply_error(cl, 500, "internal error", "");
         return;
     }
     size_t len = http_response_format(resp, sizeof resp, 200, "application/json", "", body,
                                       (size_t)n);
-    conn_close_http(c, resp, len);
+    http_serve_reply(cl, resp, len);
 }
 
 /* One buffer: the exposition is rendered after room for the head, then the head
  * is put right before it, so the response goes out in one contiguous write. */
-static void serve_metrics(conn *c)
+static void serve_metrics(client *cl)
 {
     enum { HEAD_ROOM = 256 };
     char *buf = malloc(HEAD_ROOM + METRICS_MAX_TEXT);
     if (buf == NULL) {
         log_warn("out of memory rendering /metrics");
-        reply_error(c, 500, "internal error", "");
+        reply_error(cl, 500, "internal error", "");
         return;
     }
     char *body = buf + HEAD_ROOM;
-    size_t body_len = metrics_render(&c->w->shm, body, METRICS_MAX_TEXT);
+    size_t body_len = metrics_render(&client_worker(cl)->shm, body, METRICS_MAX_TEXT);
     char head[HEAD_ROOM];
     size_t head_len = body_len == 0 ? 0
                                     : http_response_head(head, sizeof head, 200,
@@ -109,11 +106,11 @@ static void serve_metrics(conn *c)
     if (head_len == 0) {
         free(buf);
         log_error("cannot render /metrics within %u bytes", METRICS_MAX_TEXT);
-        reply_error(c, 500, "internal error", "");
+        reply_error(cl, 500, "internal error", "");
         return;
     }
     memcpy(body - head_len, head, head_len);
-    conn_close_http(c, body - head_len, head_len + body_len);
+    http_serve_reply(cl, body - head_len, head_len + body_len);
     free(buf);
 }
 
@@ -144,7 +141,7 @@ static long find_token(const http_request *req, char *out, size_t out_size)
 }
 
 /* The checks of RFC 6455 4.2.1; on failure the answer is sent and false returned. */
-static bool upgrade_request_valid(conn *c, const http_request *req, const http_header **key)
+static bool upgrade_request_valid(client *c, const http_request *req, const http_header **key)
 {
     const http_header *upgrade = http_request_header(req, "Upgrade");
     if (upgrade == NULL || !http_token_list_has(upgrade->value, upgrade->value_len, "websocket")) {
@@ -177,9 +174,9 @@ static bool upgrade_request_valid(conn *c, const http_request *req, const http_h
  * workers. Only callers with a valid token get here, so nobody can use up
  * another user's attempts; every attempt counts, refused ones too. On refusal
  * the 429 is sent and false returned. */
-static bool connect_rate_ok(conn *c, int64_t user)
+static bool connect_rate_ok(client *c, int64_t user)
 {
-    worker *w = c->w;
+    worker *w = client_worker(c);
     uint32_t limit = w->cfg->max_connects_per_minute;
     ratelimit_verdict v = ratelimit_hit(w->shm.rl, user, limit, ratelimit_clock_ms());
     if (v.allowed)
@@ -197,9 +194,9 @@ static bool connect_rate_ok(conn *c, int64_t user)
 }
 
 /* Register c as the user's connection; evict the previous holder wherever it is. */
-static bool claim_user(conn *c, int64_t user, uint64_t *generation)
+static bool claim_user(client *c, int64_t user, uint64_t *generation)
 {
-    worker *w = c->w;
+    worker *w = client_worker(c);
     dir_holder me = {
         .slot = w->h.slot,
         .epoch = w->epoch,
@@ -216,13 +213,14 @@ static bool claim_user(conn *c, int64_t user, uint64_t *generation)
     if (prev.slot == w->h.slot) {
         ws_session_evict(w, user, prev.generation); /* it checks the generation */
     } else if (prev.slot >= 0) {
-        worker_send_evict(w, prev.slot, user, prev.generation);
+        ws_session_send_evict(w, prev.slot, user, prev.generation);
     }
     return true;
 }
 
-static void serve_upgrade(conn *c, const http_request *req, uint8_t *rest, size_t rest_len)
+static void serve_upgrade(client *c, const http_request *req, uint8_t *rest, size_t rest_len)
 {
+    worker *w = client_worker(c);
     const http_header *key = NULL;
     if (!upgrade_request_valid(c, req, &key))
         return;
@@ -231,10 +229,10 @@ static void serve_upgrade(conn *c, const http_request *req, uint8_t *rest, size_
     auth_claims claims;
     auth_result ar = tlen == 0   ? AUTH_MISSING
                      : tlen < 0  ? AUTH_MALFORMED
-                                 : auth_verify_token(&c->w->secrets, token, (size_t)tlen,
+                                 : auth_verify_token(&w->secrets, token, (size_t)tlen,
                                                      time(NULL), &claims);
     if (ar != AUTH_OK) {
-        metrics_count_auth_failure(c->w->stats, (int)ar);
+        counters_count_auth_failure(w->stats, (int)ar);
         reply_error(c, 401, auth_result_reason(ar), "");
         return;
     }
@@ -253,12 +251,12 @@ static void serve_upgrade(conn *c, const http_request *req, uint8_t *rest, size_
     if (!claim_user(c, claims.user_id, &generation))
         return;
     ws_session_open(c, claims.user_id, generation, claims.email, resp, resp_len);
-    if (rest_len > 0 && c->state == CONN_WS)
-        ws_session_on_bytes(c, rest, rest_len);
+    if (rest_len > 0 && c->phase == CLIENT_WS && c->io.state == CONN_OPEN)
+        ws_session_feed(c, rest, rest_len);
 }
 
 /* Every path served here is GET only: any other method gets 405 (true). */
-static bool refused_unless_get(conn *c, const http_request *req)
+static bool refused_unless_get(client *c, const http_request *req)
 {
     if (method_is(req, "GET"))
         return false;
@@ -266,7 +264,7 @@ static bool refused_unless_get(conn *c, const http_request *req)
     return true;
 }
 
-void http_serve(conn *c, const http_request *req, uint8_t *rest, size_t rest_len)
+static void route(client *c, const http_request *req, uint8_t *rest, size_t rest_len)
 {
     if (path_is(req, "/ws")) {
         if (!refused_unless_get(c, req))
@@ -284,4 +282,104 @@ void http_serve(conn *c, const http_request *req, uint8_t *rest, size_t rest_len
         return;
     }
     reply_error(c, 404, "not found", "");
+}
+
+static void http_error(client *cl, http_parse_status st)
+{
+    char resp[256];
+    int status = st == HTTP_PARSE_TOO_LARGE ? 431 : st == HTTP_PARSE_BAD_VERSION ? 505 : 400;
+    const char *msg = status == 431   ? "request head too large"
+                      : status == 505 ? "HTTP version not supported"
+                                      : "malformed HTTP request";
+    log_info("HTTP %d: %s", status, msg);
+    size_t n = http_response_error(resp, sizeof resp, status, msg, "");
+    http_serve_reply(cl, resp, n);
+}
+
+/* Accumulate the request head until it is complete, then serve it. A head that
+ * arrives whole in one read is parsed in the scratch buffer without a copy. */
+static void on_http_data(conn *c, uint8_t *data, size_t len)
+{
+    client *cl = client_of(c);
+    http_request req;
+    size_t head_len = 0;
+    http_parse_status st;
+    if (cl->u.http.head == NULL) {
+        st = http_request_parse((const char *)data, len, &req, &head_len);
+        if (st == HTTP_PARSE_OK) {
+            route(cl, &req, data + head_len, len - head_len);
+            return;
+        }
+        if (st != HTTP_PARSE_INCOMPLETE || len > HTTP_MAX_HEAD) {
+            http_error(cl, st == HTTP_PARSE_INCOMPLETE ? HTTP_PARSE_TOO_LARGE : st);
+            return;
+        }
+        cl->u.http.head = malloc(HTTP_MAX_HEAD + 1);
+        if (cl->u.http.head == NULL) {
+            conn_abort(c, "out of memory reading a request");
+            return;
+        }
+        memcpy(cl->u.http.head, data, len);
+        cl->u.http.head_len = (uint32_t)len;
+        return;
+    }
+    /* Never hold more than the limit plus one byte (which proves "too large"). */
+    char *head = cl->u.http.head;
+    uint32_t have = cl->u.http.head_len;
+    size_t room = HTTP_MAX_HEAD + 1 - have;
+    size_t take = len < room ? len : room;
+    memcpy(head + have, data, take);
+    have += (uint32_t)take;
+    cl->u.http.head_len = have;
+    st = http_request_parse(head, have, &req, &head_len);
+    if (st == HTTP_PARSE_OK) {
+        /* Taken out first: an upgrade reuses the HTTP state's memory. */
+        cl->u.http.head = NULL;
+        cl->u.http.head_len = 0;
+        route(cl, &req, (uint8_t *)head + head_len, have - head_len);
+        free(head);
+        return;
+    }
+    if (st != HTTP_PARSE_INCOMPLETE || have > HTTP_MAX_HEAD)
+        http_error(cl, st == HTTP_PARSE_INCOMPLETE ? HTTP_PARSE_TOO_LARGE : st);
+}
+
+/* Nothing is registered before the upgrade. */
+static void on_http_close(conn *c, const char *why)
+{
+    if (why == conn_error_slow_reader) {
+        char peer[64];
+        conn_peer_name(c, peer, sizeof peer);
+        log_warn("slow client %s: over %u bytes unsent, dropping it", peer, CONN_MAX_OUTPUT);
+    }
+}
+
+static const conn_ops http_ops = {
+    .on_data = on_http_data,
+    .on_close = on_http_close,
+    .on_free = client_free,
+};
+
+int http_serve_accept(worker *w, int fd)
+{
+    client *cl = client_new();
+    if (cl == NULL) {
+        log_warn("out of memory accepting a connection");
+        close(fd);
+        return -1;
+    }
+    if (conn_init(&cl->io, &w->loop, fd, w->tls_ctx, &http_ops) != 0) {
+        client_free(&cl->io);
+        return -1;
+    }
+    conn_list_append(&w->handshaking, &cl->io);
+    return 0;
+}
+
+void http_serve_timeout(client *cl)
+{
+    char resp[256];
+    size_t n = http_response_error(resp, sizeof resp, 408, "handshake timeout", "");
+    log_info("HTTP 408: request not complete within %u s", HTTP_SERVE_HANDSHAKE_TIMEOUT);
+    http_serve_reply(cl, resp, n);
 }

@@ -1,5 +1,5 @@
-/* metrics.c — render GET /metrics (Prometheus text format 0.0.4) from the shared
- * region, and count the per-slot values that only /metrics needs (see metrics.h).
+/* metrics.c — render GET /metrics (Prometheus text format 0.0.4) from the
+ * counters of the shared region (shm/counters.h; see metrics.h).
  *
  * Counters are per worker slot and summed here, at scrape time, so a worker only
  * ever touches its own cache lines. Every family and every label value is always
@@ -9,64 +9,9 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
-#include <time.h>
 
-#include "workers/auth.h"
-
-/* Bounds suited to sub-millisecond delivery; the le label is kept as text so it
- * reads exactly as written here. */
-static const struct {
-    uint64_t ns;
-    const char *le;
-} latency_bounds[] = {
-    {100000u, "0.0001"},    {250000u, "0.00025"},  {500000u, "0.0005"},
-    {1000000u, "0.001"},    {2500000u, "0.0025"},  {5000000u, "0.005"},
-    {10000000u, "0.01"},    {25000000u, "0.025"},  {100000000u, "0.1"},
-    {500000000u, "0.5"},    {1000000000u, "1"},
-};
-#define LATENCY_BOUNDS (sizeof latency_bounds / sizeof latency_bounds[0])
-
-_Static_assert(LATENCY_BOUNDS + 1 == REGION_LATENCY_BUCKETS,
-               "region_slot.latency_bucket must hold every bound plus the overflow");
-_Static_assert(AUTH_RESULT_COUNT <= REGION_AUTH_REASONS,
-               "region_slot.auth_failures must hold every auth_result");
-
-static const char *const outcome_label[NOTIFY_OUTCOMES] = {
-    [NOTIFY_DELIVERED] = "delivered", [NOTIFY_OFFLINE] = "offline",
-    [NOTIFY_DROPPED] = "dropped",     [NOTIFY_INVALID] = "invalid",
-    [NOTIFY_NOT_PUSHED] = "not_pushed",
-};
-
-unsigned metrics_latency_bucket(uint64_t ns)
-{
-    unsigned i = 0;
-    while (i < LATENCY_BOUNDS && ns > latency_bounds[i].ns)
-        i++;
-    return i;
-}
-
-void metrics_observe_latency_ns(region_slot *s, uint64_t ns)
-{
-    atomic_fetch_add_explicit(&s->latency_bucket[metrics_latency_bucket(ns)], 1,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->latency_sum_ns, ns, memory_order_relaxed);
-}
-
-void metrics_observe_delivery(region_slot *s, uint64_t accepted_ns)
-{
-    struct timespec now;
-    if (accepted_ns == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
-        return;
-    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-    /* CLOCK_REALTIME may step back between the master's stamp and now. */
-    metrics_observe_latency_ns(s, now_ns > accepted_ns ? now_ns - accepted_ns : 0);
-}
-
-void metrics_count_auth_failure(region_slot *s, int reason)
-{
-    if (reason > AUTH_OK && reason < AUTH_RESULT_COUNT)
-        atomic_fetch_add_explicit(&s->auth_failures[reason], 1, memory_order_relaxed);
-}
+#include "shm/counters.h"
+#include "src/common/auth.h"
 
 /* ---- snapshot: every value summed over the slots, read once */
 
@@ -166,7 +111,7 @@ static void render_notifications(text_out *o, const region_header *hdr)
     family(o, "wsnotify_notifications_total", "counter",
            "SendNotification calls, by outcome (exactly one outcome per call).");
     for (int k = 0; k < NOTIFY_OUTCOMES; k++)
-        emit(o, "wsnotify_notifications_total{outcome=\"%s\"} %llu\n", outcome_label[k],
+        emit(o, "wsnotify_notifications_total{outcome=\"%s\"} %llu\n", counters_outcome_label[k],
              (unsigned long long)load(&hdr->notifications[k]));
 }
 
@@ -188,12 +133,12 @@ static void render_latency(text_out *o, const metrics_totals *t)
            "Time from the gRPC call's acceptance to the notification frame being written "
            "to the client's socket.");
     uint64_t cumulative = 0;
-    for (unsigned b = 0; b < LATENCY_BOUNDS; b++) {
+    for (unsigned b = 0; b < COUNTERS_LATENCY_BOUNDS; b++) {
         cumulative += t->latency_bucket[b];
-        emit(o, "%s_bucket{le=\"%s\"} %llu\n", name, latency_bounds[b].le,
+        emit(o, "%s_bucket{le=\"%s\"} %llu\n", name, counters_latency_bounds[b].le,
              (unsigned long long)cumulative);
     }
-    cumulative += t->latency_bucket[LATENCY_BOUNDS];
+    cumulative += t->latency_bucket[COUNTERS_LATENCY_BOUNDS];
     emit(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cumulative);
     emit(o, "%s_sum %llu.%09llu\n", name, (unsigned long long)(t->latency_sum_ns / 1000000000u),
          (unsigned long long)(t->latency_sum_ns % 1000000000u));

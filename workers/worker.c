@@ -18,84 +18,17 @@
 #include <unistd.h>
 
 #include "shm/queue.h"
-#include "src/log.h"
+#include "src/common/log.h"
+#include "workers/client.h"
 #include "workers/conn.h"
-#include "workers/http_response.h"
+#include "workers/http_serve.h"
 #include "workers/worker_reload.h"
+#include "workers/ws_session.h"
 
 #define WORKER_SCRATCH (WS_MAX_MESSAGE + WS_MAX_FRAME_HEADER + 1024)
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_QUEUE_READS_PER_EVENT 256
-#define WORKER_EVICT_WAIT_MS 20 /* bounded wait for room in another worker's queue */
 #define WORKER_STOP_GRACE 3u   /* seconds for clients to take their 1001 */
-
-int worker_handoff_format(const worker_handoff *h, char *out, size_t out_size)
-{
-    int n = snprintf(out, out_size, "%d:%d:%d:%d:%d:", h->slot, h->slots, h->listen_fd,
-                     h->shm_fd, h->queue_fd);
-    if (n < 0 || (size_t)n >= out_size)
-        return -1;
-    size_t len = (size_t)n;
-    for (int i = 0; i < h->slots; i++) {
-        n = snprintf(out + len, out_size - len, i ? ",%d" : "%d", h->queue_out[i]);
-        if (n < 0 || (size_t)n >= out_size - len)
-            return -1;
-        len += (size_t)n;
-    }
-    return 0;
-}
-
-static int parse_int(const char **p, char end, int min, int max)
-{
-    char *e = NULL;
-    errno = 0;
-    long v = strtol(*p, &e, 10);
-    if (errno != 0 || e == *p || *e != end || v < min || v > max)
-        return -1;
-    *p = e + (end ? 1 : 0);
-    return (int)v;
-}
-
-int worker_handoff_parse(const char *spec, worker_handoff *h)
-{
-    const char *p = spec;
-    memset(h, 0, sizeof *h);
-    h->slots = 1;
-    if ((h->slot = parse_int(&p, ':', 0, REGION_MAX_SLOTS - 1)) < 0 ||
-        (h->slots = parse_int(&p, ':', 1, REGION_MAX_SLOTS)) < 0 ||
-        (h->listen_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
-        (h->shm_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
-        (h->queue_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 || h->slot >= h->slots)
-        return -1;
-    for (int i = 0; i < h->slots; i++) {
-        char end = i + 1 < h->slots ? ',' : '\0';
-        if ((h->queue_out[i] = parse_int(&p, end, 0, 1 << 20)) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-void worker_clock(worker *w)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
-        w->now = (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
-}
-
-int worker_send_evict(worker *w, int slot, int64_t user, uint64_t generation)
-{
-    queue_msg m = {.type = QMSG_EVICT, .user = user, .generation = generation};
-    /* A short bounded wait: an eviction lost to a full queue would leave the
-     * older connection open (though no longer routed to). */
-    if (queue_send_wait(w->h.queue_out[slot], &m, WORKER_EVICT_WAIT_MS) != 0) {
-        /* The other worker is stuck; its entry was replaced in the directory
-         * anyway, so the old connection can no longer receive notifications. */
-        log_warn("cannot send eviction of UserID=%lld to worker %d: %s", (long long)user, slot,
-                 strerror(errno));
-        return -1;
-    }
-    return 0;
-}
 
 static void worker_pause_accept(worker *w)
 {
@@ -118,7 +51,7 @@ static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     worker *w = arg;
-    worker_clock(w);
+    conn_loop_clock(&w->loop);
     for (int i = 0; i < WORKER_ACCEPTS_PER_EVENT; i++) {
         int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0) {
@@ -134,16 +67,16 @@ static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
         int one = 1;
         if (setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
             log_debug("TCP_NODELAY: %s", strerror(errno));
-        conn_accept(w, cfd);
+        http_serve_accept(w, cfd);
     }
-    conn_reap(w);
+    conn_reap(&w->loop);
 }
 
 static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     worker *w = arg;
-    worker_clock(w);
+    conn_loop_clock(&w->loop);
     for (int i = 0; i < WORKER_QUEUE_READS_PER_EVENT; i++) {
         ssize_t n = recv(fd, w->qbuf, QUEUE_MAX_DATAGRAM, MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0) {
@@ -161,11 +94,11 @@ static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
         else
             ws_session_deliver(w, m.user, m.generation, m.payload, m.payload_len, m.accepted_ns);
     }
-    conn_reap(w);
+    conn_reap(&w->loop);
 }
 
-/* Milliseconds since a w->now stamp; unsigned wrap-around keeps it right. */
-static uint32_t elapsed_ms(const worker *w, uint32_t since) { return w->now - since; }
+/* Milliseconds since a loop.now stamp; unsigned wrap-around keeps it right. */
+static uint32_t elapsed_ms(const worker *w, uint32_t since) { return w->loop.now - since; }
 
 /* Deadlines, checked once a second from the head of each ordered list. */
 static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -173,30 +106,27 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker *w = arg;
-    worker_clock(w);
+    conn_loop_clock(&w->loop);
     conn *c;
-    while ((c = w->handshaking.head) != NULL && elapsed_ms(w, c->since) >= CONN_HANDSHAKE_TIMEOUT * 1000u) {
-        char resp[256];
-        size_t n = http_response_error(resp, sizeof resp, 408, "handshake timeout", "");
-        log_info("HTTP 408: request not complete within %u s", CONN_HANDSHAKE_TIMEOUT);
-        conn_close_http(c, resp, n);
+    while ((c = w->handshaking.head) != NULL &&
+           elapsed_ms(w, c->since) >= HTTP_SERVE_HANDSHAKE_TIMEOUT * 1000u) {
+        http_serve_timeout(client_of(c));
         if (c->list == &w->handshaking) /* not moved on: make sure it leaves */
             conn_abort(c, "handshake timeout");
     }
-    while ((c = w->closing.head) != NULL && elapsed_ms(w, c->since) >= CONN_CLOSE_TIMEOUT * 1000u)
-        conn_abort(c, "close timeout");
+    conn_sweep_closing(&w->loop);
     uint32_t silent = 2 * w->cfg->heartbeat;
     while ((c = w->open.head) != NULL && elapsed_ms(w, c->since) >= silent * 1000u) {
-        log_info("closing UserID=%lld: silent for %u s", (long long)c->user_id, silent);
-        conn_close_ws(c, WS_CLOSE_POLICY, "heartbeat timeout");
+        log_info("closing UserID=%lld: silent for %u s", (long long)client_of(c)->user_id, silent);
+        ws_session_close(client_of(c), WS_CLOSE_POLICY, "heartbeat timeout");
         if (c->list == &w->open)
             conn_abort(c, "heartbeat timeout");
     }
-    conn_reap(w);
-    if (w->stopping && w->open.count + w->closing.count + w->handshaking.count == 0)
-        event_base_loopbreak(w->base);
+    conn_reap(&w->loop);
+    if (w->stopping && w->open.count + w->loop.closing.count + w->handshaking.count == 0)
+        event_base_loopbreak(w->loop.base);
     else if (w->stopping && elapsed_ms(w, w->stop_started) >= WORKER_STOP_GRACE * 1000u)
-        event_base_loopbreak(w->base);
+        event_base_loopbreak(w->loop.base);
 }
 
 static void worker_on_heartbeat(evutil_socket_t fd, short what, void *arg)
@@ -204,12 +134,12 @@ static void worker_on_heartbeat(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     worker *w = arg;
-    worker_clock(w);
+    conn_loop_clock(&w->loop);
     for (conn *c = w->open.head, *next; c != NULL; c = next) {
         next = c->next;
-        conn_send_frame(c, WS_OP_PING, NULL, 0);
+        ws_session_send(client_of(c), WS_OP_PING, NULL, 0);
     }
-    conn_reap(w);
+    conn_reap(&w->loop);
 }
 
 static void worker_stop(worker *w)
@@ -217,30 +147,30 @@ static void worker_stop(worker *w)
     if (w->stopping)
         return;
     w->stopping = true;
-    w->stop_started = w->now;
+    w->stop_started = w->loop.now;
     atomic_store(&w->stats->ready, 0);
     if (event_del(w->accept_ev) != 0 || event_del(w->resume_accept_ev) != 0)
         log_warn("cannot stop accepting");
     size_t n = w->open.count;
     conn *c;
     while ((c = w->open.head) != NULL) {
-        conn_close_ws(c, WS_CLOSE_GOING_AWAY, "server shutting down");
+        ws_session_close(client_of(c), WS_CLOSE_GOING_AWAY, "server shutting down");
         if (c->list == &w->open)
             conn_abort(c, "shutdown");
     }
     while ((c = w->handshaking.head) != NULL)
         conn_abort(c, "shutdown");
-    conn_reap(w);
+    conn_reap(&w->loop);
     log_info("stopping: closed %zu connections with 1001", n);
-    if (w->closing.count == 0)
-        event_base_loopbreak(w->base);
+    if (w->loop.closing.count == 0)
+        event_base_loopbreak(w->loop.base);
 }
 
 static void worker_on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     worker *w = arg;
-    worker_clock(w);
+    conn_loop_clock(&w->loop);
     if (sig == SIGHUP) {
         worker_reload(w);
         return;
@@ -253,18 +183,18 @@ static int worker_setup_events(worker *w)
     static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
     struct timeval second = {1, 0};
     struct timeval heartbeat = {(time_t)w->cfg->heartbeat, 0};
-    w->base = event_base_new();
-    if (w->base == NULL)
+    w->loop.base = event_base_new();
+    if (w->loop.base == NULL)
         return -1;
-    w->accept_ev = event_new(w->base, w->h.listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
-    w->resume_accept_ev = evtimer_new(w->base, worker_on_resume_accept, w);
-    w->queue_ev = event_new(w->base, w->h.queue_fd, EV_READ | EV_PERSIST, worker_on_queue, w);
-    w->tick_ev = event_new(w->base, -1, EV_PERSIST, worker_on_tick, w);
-    w->heartbeat_ev = event_new(w->base, -1, EV_PERSIST, worker_on_heartbeat, w);
+    w->accept_ev = event_new(w->loop.base, w->h.listen_fd, EV_READ | EV_PERSIST, worker_on_accept, w);
+    w->resume_accept_ev = evtimer_new(w->loop.base, worker_on_resume_accept, w);
+    w->queue_ev = event_new(w->loop.base, w->h.queue_fd, EV_READ | EV_PERSIST, worker_on_queue, w);
+    w->tick_ev = event_new(w->loop.base, -1, EV_PERSIST, worker_on_tick, w);
+    w->heartbeat_ev = event_new(w->loop.base, -1, EV_PERSIST, worker_on_heartbeat, w);
     if (!w->accept_ev || !w->resume_accept_ev || !w->queue_ev || !w->tick_ev || !w->heartbeat_ev)
         return -1;
     for (int i = 0; i < 3; i++) {
-        w->signal_ev[i] = evsignal_new(w->base, signals[i], worker_on_signal, w);
+        w->signal_ev[i] = evsignal_new(w->loop.base, signals[i], worker_on_signal, w);
         if (w->signal_ev[i] == NULL || event_add(w->signal_ev[i], NULL) != 0)
             return -1;
     }
@@ -277,22 +207,22 @@ static int worker_setup_events(worker *w)
 static void worker_teardown(worker *w)
 {
     conn *c;
-    conn_list *lists[] = {&w->open, &w->handshaking, &w->closing};
+    conn_list *lists[] = {&w->open, &w->handshaking, &w->loop.closing};
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
         while ((c = lists[i]->head) != NULL)
             conn_abort(c, "exit");
     }
-    conn_reap(w);
+    conn_reap(&w->loop);
     struct event *evs[] = {w->accept_ev, w->resume_accept_ev, w->queue_ev, w->tick_ev,
                            w->heartbeat_ev, w->signal_ev[0], w->signal_ev[1], w->signal_ev[2]};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i] != NULL)
             event_free(evs[i]);
-    if (w->base != NULL)
-        event_base_free(w->base);
+    if (w->loop.base != NULL)
+        event_base_free(w->loop.base);
     user_map_free(&w->users);
     worker_free_reloadables(w);
-    free(w->scratch);
+    free(w->loop.scratch);
     free(w->qbuf);
     region_detach(&w->shm);
 }
@@ -304,7 +234,7 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     w.cfg = cfg;
     user_map_init(&w.users);
     w.shm.fd = -1;
-    if (worker_handoff_parse(handoff_spec, &w.h) != 0) {
+    if (handoff_parse(handoff_spec, &w.h) != 0) {
         fprintf(stderr, "wsnotifyd: worker: bad WSNOTIFY_WORKER value\n");
         return 1;
     }
@@ -323,10 +253,10 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     w.epoch = directory_slot_epoch(w.shm.dir, w.h.slot);
     if (worker_load_reloadables(&w) != 0)
         goto out;
-    w.scratch_size = WORKER_SCRATCH;
-    w.scratch = malloc(w.scratch_size);
+    w.loop.scratch_size = WORKER_SCRATCH;
+    w.loop.scratch = malloc(w.loop.scratch_size);
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
-    if (w.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0) {
+    if (w.loop.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0) {
         log_error("cannot set up the event loop");
         goto out;
     }
@@ -340,10 +270,10 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
         log_error("sigprocmask: %s", strerror(errno));
         goto out;
     }
-    worker_clock(&w);
+    conn_loop_clock(&w.loop);
     atomic_store(&w.stats->ready, 1);
     log_debug("accepting (epoch %u)", w.epoch);
-    if (event_base_dispatch(w.base) < 0) {
+    if (event_base_dispatch(w.loop.base) < 0) {
         log_error("event loop failed");
         goto out;
     }

@@ -10,9 +10,9 @@
 
 #include <openssl/ssl.h>
 
-#include "src/log.h"
-#include "src/reload.h"
-#include "workers/tls.h"
+#include "src/common/log.h"
+#include "src/common/log_level_file.h"
+#include "src/common/tls_ctx.h"
 
 #define RELOAD_ERR_MAX 512
 
@@ -50,7 +50,7 @@ static int reload_log_level_file(worker *w)
 {
     char err[RELOAD_ERR_MAX];
     log_level level;
-    if (reload_log_level(w->cfg, &level, err, sizeof err) != 0) {
+    if (log_level_file_effective(w->cfg, &level, err, sizeof err) != 0) {
         log_error("reload: %s; keeping log level %s", err, log_level_name(log_get_level()));
         return -1;
     }

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "workers/utf8.h"
+#include "src/common/utf8.h"
 
 /* frame_header_parse(): the header is not complete yet. */
 #define WS_NEED_MORE (-1)

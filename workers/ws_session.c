@@ -1,12 +1,18 @@
 /* ws_session.c — the WebSocket session of an upgraded connection: registering
- * it, the messages of SPEC.md (connected, ping → pong, error), control frames,
- * the close handshake, eviction and delivery of queued notifications. */
+ * it, the client messages (connected, ping → pong, error; see README), control
+ * frames, the close handshake, eviction and delivery of queued notifications. */
+#include "workers/ws_session.h"
+
+#include <errno.h>
 #include <json-c/json.h>
 #include <string.h>
 
-#include "src/log.h"
-#include "workers/conn.h"
-#include "workers/metrics.h"
+#include "shm/counters.h"
+#include "shm/queue.h"
+#include "src/common/log.h"
+#include "workers/worker-t.h"
+
+#define WS_SESSION_EVICT_WAIT_MS 20 /* bounded wait for room in another worker's queue */
 
 static const char pong_json[] = "{\"type\":\"pong\",\"data\":{\"status\":\"ok\"}}";
 static const char invalid_json[] =
@@ -16,19 +22,33 @@ static const char unknown_type_json[] =
 static const char binary_json[] =
     "{\"type\":\"error\",\"data\":{\"message\":\"binary messages are not supported\"}}";
 
-static int send_text(conn *c, const char *json, size_t len)
+int ws_session_send(client *cl, uint8_t opcode, const void *payload, size_t len)
 {
-    return conn_send_frame(c, WS_OP_TEXT, json, len);
+    uint8_t header[10];
+    size_t hlen = ws_frame_header_encode(header, opcode, len);
+    struct iovec iov[2] = {
+        {.iov_base = header, .iov_len = hlen},
+        {.iov_base = (void *)payload, .iov_len = len},
+    };
+    int rc = conn_writev(&cl->io, iov, len ? 2 : 1);
+    if (rc == 0)
+        atomic_fetch_add_explicit(&client_worker(cl)->stats->frames_out, 1, memory_order_relaxed);
+    return rc;
 }
 
-static int send_connected(conn *c, int64_t user_id, const char *email)
+static int send_text(client *c, const char *json, size_t len)
+{
+    return ws_session_send(c, WS_OP_TEXT, json, len);
+}
+
+static int send_connected(client *c, int64_t user_id, const char *email)
 {
     json_object *root = json_object_new_object();
     json_object *data = json_object_new_object();
     if (root == NULL || data == NULL) {
         json_object_put(root);
         json_object_put(data);
-        conn_abort(c, "out of memory building the connected message");
+        conn_abort(&c->io, "out of memory building the connected message");
         return -1;
     }
     int bad = json_object_object_add(root, "type", json_object_new_string("connected"));
@@ -44,42 +64,24 @@ static int send_connected(conn *c, int64_t user_id, const char *email)
                                  &len);
     int rc = -1;
     if (text == NULL)
-        conn_abort(c, "cannot build the connected message");
+        conn_abort(&c->io, "cannot build the connected message");
     else
         rc = send_text(c, text, len);
     json_object_put(root);
     return rc;
 }
 
-void ws_session_open(conn *c, int64_t user_id, uint64_t generation, const char *email,
-                     const char *response, size_t response_len)
+/* The transport is closing the session: leave the directory, the user map
+ * and the counters (exactly once, whoever started the close). */
+static void on_ws_close(conn *io, const char *why)
 {
-    worker *w = c->w;
-    c->user_id = user_id;
-    c->generation = generation;
-    c->since = w->now;
-    if (user_map_put(&w->users, user_id, c) != 0) {
-        directory_release(w->shm.dir, user_id, generation);
-        conn_abort(c, "out of memory registering a user");
-        return;
-    }
-    c->state = CONN_WS;
-    if (c->list != NULL)
-        conn_list_remove(c->list, c);
-    conn_list_append(&w->open, c);
-    atomic_fetch_add_explicit(&w->stats->connections, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->stats->accepted, 1, memory_order_relaxed);
-    log_info("Client connected: UserID=%lld, Total=%lld", (long long)user_id,
-             (long long)region_total_connections(&w->shm));
-    if (conn_write(c, response, response_len) != 0)
-        return;
-    send_connected(c, user_id, email);
-}
-
-void ws_session_end(conn *c)
-{
-    worker *w = c->w;
-    c->state = CONN_CLOSING;
+    client *c = client_of(io);
+    worker *w = client_worker(c);
+    if (why == conn_error_slow_reader)
+        log_warn("slow client: over %u bytes unsent, dropping it (UserID=%lld)",
+                 CONN_MAX_OUTPUT, (long long)c->user_id);
+    else if (why == conn_error_eof)
+        log_debug("client closed without a close frame (UserID=%lld)", (long long)c->user_id);
     user_map_remove(&w->users, c->user_id, c);
     directory_release(w->shm.dir, c->user_id, c->generation);
     atomic_fetch_sub_explicit(&w->stats->connections, 1, memory_order_relaxed);
@@ -87,12 +89,55 @@ void ws_session_end(conn *c)
              (long long)region_total_connections(&w->shm));
 }
 
+static void on_ws_data(conn *io, uint8_t *data, size_t len);
+
+static const conn_ops ws_ops = {
+    .on_data = on_ws_data,
+    .on_close = on_ws_close,
+    .on_free = client_free,
+};
+
+void ws_session_open(client *c, int64_t user_id, uint64_t generation, const char *email,
+                     const char *response, size_t response_len)
+{
+    worker *w = client_worker(c);
+    c->user_id = user_id;
+    c->generation = generation;
+    c->io.since = w->loop.now;
+    if (user_map_put(&w->users, user_id, c) != 0) {
+        directory_release(w->shm.dir, user_id, generation);
+        conn_abort(&c->io, "out of memory registering a user");
+        return;
+    }
+    client_start_ws(c);
+    conn_set_ops(&c->io, &ws_ops);
+    conn_list_move(&c->io, &w->open);
+    atomic_fetch_add_explicit(&w->stats->connections, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats->accepted, 1, memory_order_relaxed);
+    log_info("Client connected: UserID=%lld, Total=%lld", (long long)user_id,
+             (long long)region_total_connections(&w->shm));
+    if (conn_write(&c->io, response, response_len) != 0)
+        return;
+    send_connected(c, user_id, email);
+}
+
+void ws_session_close(client *c, uint16_t code, const char *reason)
+{
+    if (c->phase != CLIENT_WS || c->io.state != CONN_OPEN)
+        return;
+    uint8_t payload[WS_MAX_CONTROL_PAYLOAD];
+    size_t len = code == WS_CLOSE_NO_STATUS ? 0 : ws_close_payload(payload, code, reason);
+    if (ws_session_send(c, WS_OP_CLOSE, payload, len) != 0)
+        return;
+    conn_close_after_output(&c->io);
+}
+
 /* A client text message: only {"type":"ping"} is defined. */
-static int on_client_text(conn *c, const uint8_t *data, size_t len)
+static int on_client_text(client *c, const uint8_t *data, size_t len)
 {
     json_tokener *tok = json_tokener_new();
     if (tok == NULL) {
-        conn_abort(c, "out of memory parsing a message");
+        conn_abort(&c->io, "out of memory parsing a message");
         return -1;
     }
     json_object *msg = json_tokener_parse_ex(tok, (const char *)data, (int)len);
@@ -120,22 +165,22 @@ static int on_client_text(conn *c, const uint8_t *data, size_t len)
 /* --max-messages-per-second: counts complete data messages (a fragmented one
  * once), not control frames, so answering pings never trips it. Returns false
  * when the connection was closed for it. */
-static bool message_rate_ok(conn *c)
+static bool message_rate_ok(client *c)
 {
-    worker *w = c->w;
+    worker *w = client_worker(c);
     uint32_t limit = w->cfg->max_messages_per_second;
-    if (ratelimit_local_hit(&c->msg_rate, limit, RATELIMIT_MESSAGE_WINDOW_MS, w->now))
+    if (ratelimit_local_hit(&c->u.ws.msg_rate, limit, RATELIMIT_MESSAGE_WINDOW_MS, w->loop.now))
         return true;
     log_info("closing UserID=%lld with 1008: more than %u messages per second",
              (long long)c->user_id, limit);
-    conn_close_ws(c, WS_CLOSE_POLICY, "rate limit exceeded");
+    ws_session_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
     return false;
 }
 
 static int on_ws_event(void *ctx, const ws_event *ev)
 {
-    conn *c = ctx;
-    atomic_fetch_add_explicit(&c->w->stats->frames_in, 1, memory_order_relaxed);
+    client *c = ctx;
+    atomic_fetch_add_explicit(&client_worker(c)->stats->frames_in, 1, memory_order_relaxed);
     if ((ev->type == WS_EV_TEXT || ev->type == WS_EV_BINARY) && !message_rate_ok(c))
         return 1;
     switch (ev->type) {
@@ -146,16 +191,16 @@ static int on_ws_event(void *ctx, const ws_event *ev)
         send_text(c, binary_json, sizeof binary_json - 1);
         break;
     case WS_EV_PING:
-        conn_send_frame(c, WS_OP_PONG, ev->data, ev->len);
+        ws_session_send(c, WS_OP_PONG, ev->data, ev->len);
         break;
     case WS_EV_PONG:
         break;
     case WS_EV_CLOSE:
         /* Echo the client's code (RFC 6455 5.5.1); no code → empty close. */
-        conn_close_ws(c, ev->close_code, "");
+        ws_session_close(c, ev->close_code, "");
         return 1;
     }
-    return c->state == CONN_WS ? 0 : 1;
+    return c->io.state == CONN_OPEN ? 0 : 1;
 }
 
 static const char *close_reason(int code)
@@ -168,34 +213,60 @@ static const char *close_reason(int code)
     }
 }
 
-void ws_session_on_bytes(conn *c, uint8_t *data, size_t len)
+void ws_session_feed(client *c, uint8_t *data, size_t len)
 {
-    int rc = ws_reader_feed(&c->reader, data, len, on_ws_event, c);
-    if (rc > 0 && c->state == CONN_WS) {
+    int rc = ws_reader_feed(&c->u.ws.reader, data, len, on_ws_event, c);
+    if (rc > 0 && c->io.state == CONN_OPEN) {
         log_info("closing UserID=%lld with %d: %s", (long long)c->user_id, rc, close_reason(rc));
-        conn_close_ws(c, (uint16_t)rc, close_reason(rc));
+        ws_session_close(c, (uint16_t)rc, close_reason(rc));
     }
+}
+
+/* Bytes from the client: they keep the open list ordered by last activity,
+ * which is what the silent-client sweep reads. */
+static void on_ws_data(conn *io, uint8_t *data, size_t len)
+{
+    client *c = client_of(io);
+    worker *w = client_worker(c);
+    io->since = w->loop.now;
+    conn_list_move(io, &w->open);
+    ws_session_feed(c, data, len);
 }
 
 void ws_session_deliver(worker *w, int64_t user, uint64_t generation, const uint8_t *json,
                         size_t len, uint64_t accepted_ns)
 {
-    conn *c = user_map_get(&w->users, user);
-    if (c == NULL || c->generation != generation || c->state != CONN_WS) {
+    client *c = user_map_get(&w->users, user);
+    if (c == NULL || c->generation != generation || c->io.state != CONN_OPEN) {
         atomic_fetch_add_explicit(&w->stats->queue_dropped, 1, memory_order_relaxed);
         log_debug("dropping a notification for UserID=%lld: connection gone", (long long)user);
         return;
     }
     if (send_text(c, (const char *)json, len) == 0)
-        metrics_observe_delivery(w->stats, accepted_ns);
+        counters_observe_delivery(w->stats, accepted_ns);
 }
 
 void ws_session_evict(worker *w, int64_t user, uint64_t generation)
 {
-    conn *c = user_map_get(&w->users, user);
-    if (c == NULL || c->generation != generation || c->state != CONN_WS)
+    client *c = user_map_get(&w->users, user);
+    if (c == NULL || c->generation != generation || c->io.state != CONN_OPEN)
         return; /* already gone */
     atomic_fetch_add_explicit(&w->stats->evictions, 1, memory_order_relaxed);
     log_info("evicting UserID=%lld: replaced by a newer connection", (long long)user);
-    conn_close_ws(c, WS_CLOSE_REPLACED, "replaced by a newer connection");
+    ws_session_close(c, WS_CLOSE_REPLACED, "replaced by a newer connection");
+}
+
+int ws_session_send_evict(worker *w, int slot, int64_t user, uint64_t generation)
+{
+    queue_msg m = {.type = QMSG_EVICT, .user = user, .generation = generation};
+    /* A short bounded wait: an eviction lost to a full queue would leave the
+     * older connection open (though no longer routed to). */
+    if (queue_send_wait(w->h.queue_out[slot], &m, WS_SESSION_EVICT_WAIT_MS) != 0) {
+        /* The other worker is stuck; its entry was replaced in the directory
+         * anyway, so the old connection can no longer receive notifications. */
+        log_warn("cannot send eviction of UserID=%lld to worker %d: %s", (long long)user, slot,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
 }

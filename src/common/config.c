@@ -1,0 +1,220 @@
+/* config.c — parse and validate wsnotifyd's flags. Every bad value produces a
+ * single line naming the flag; the caller prints it and exits 2. */
+#include "src/common/config.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <config.h>
+
+#include "src/common/decimal.h"
+
+enum {
+    OPT_GRPC_BIND = 256,
+    OPT_HEARTBEAT,
+    OPT_MAX_CONNECTS,
+    OPT_MAX_MESSAGES,
+    OPT_LOG_LEVEL_FILE,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+};
+
+static const struct option long_options[] = {
+    {"workers", required_argument, NULL, 'w'},
+    {"port", required_argument, NULL, 'p'},
+    {"bind", required_argument, NULL, 'b'},
+    {"grpc-port", required_argument, NULL, 'g'},
+    {"grpc-bind", required_argument, NULL, OPT_GRPC_BIND},
+    {"jwt-secret-file", required_argument, NULL, 's'},
+    {"max-connections", required_argument, NULL, 'm'},
+    {"heartbeat", required_argument, NULL, OPT_HEARTBEAT},
+    {"log-level", required_argument, NULL, 'l'},
+    {"max-connects-per-minute", required_argument, NULL, OPT_MAX_CONNECTS},
+    {"max-messages-per-second", required_argument, NULL, OPT_MAX_MESSAGES},
+    {"log-level-file", required_argument, NULL, OPT_LOG_LEVEL_FILE},
+    {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+    {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+void config_print_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: wsnotifyd [OPTION]...\n"
+            "Real-time notification gateway: gRPC SendNotification in, WebSocket out.\n"
+            "\n"
+            "  -w, --workers N             worker processes to fork, 1..256 (default: online CPUs)\n"
+            "  -p, --port PORT             HTTP/WebSocket port (default: 8080)\n"
+            "  -b, --bind ADDR             address for the HTTP/WebSocket port (default: 0.0.0.0)\n"
+            "  -g, --grpc-port PORT        gRPC port (default: 50056)\n"
+            "      --grpc-bind ADDR        address for the gRPC port (default: 127.0.0.1)\n"
+            "  -s, --jwt-secret-file PATH  HS256 secrets, one per line: the first signs, all verify\n"
+            "                              (default: the JWT_SECRET environment variable)\n"
+            "  -m, --max-connections N     capacity of the user directory, whole server (default: 100000)\n"
+            "      --heartbeat SECONDS     server ping interval; silent for 2 intervals = closed (default: 50)\n"
+            "  -l, --log-level LEVEL       error, warn, info or debug (default: info)\n"
+            "      --max-connects-per-minute N\n"
+            "                              connection attempts with a valid token per user per\n"
+            "                              minute, 0..1000, over it: HTTP 429; 0 = no limit (default: 5)\n"
+            "      --max-messages-per-second N\n"
+            "                              client messages per connection per second, 0..10000,\n"
+            "                              over it: close 1008; 0 = no limit (default: 10)\n"
+            "      --log-level-file PATH   file whose first word is the log level; overrides\n"
+            "                              --log-level and is re-read on SIGHUP (default: none)\n"
+            "      --tls-cert FILE         PEM certificate (chain): the HTTP/WebSocket port then\n"
+            "                              speaks TLS only, wss:// and https:// (default: none)\n"
+            "      --tls-key FILE          PEM private key of --tls-cert (default: none)\n"
+            "  -h, --help                  print this help and exit\n"
+            "  -V, --version               print the version and exit\n"
+            "\n"
+            "Signals: TERM/INT stop gracefully (clients get close 1001).\n"
+            "         HUP re-reads the secrets, the TLS certificate and key, and the\n"
+            "         --log-level-file, without dropping any connection.\n"
+            "See wsnotifyd(8).\n");
+}
+
+void config_defaults(wsn_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->workers = cpus < 1 ? 1 : cpus > CONFIG_MAX_WORKERS ? CONFIG_MAX_WORKERS : (int)cpus;
+    cfg->port = 8080;
+    snprintf(cfg->bind, sizeof cfg->bind, "%s", "0.0.0.0");
+    cfg->grpc_port = 50056;
+    snprintf(cfg->grpc_bind, sizeof cfg->grpc_bind, "%s", "127.0.0.1");
+    cfg->jwt_secret_file = NULL;
+    cfg->max_connections = 100000;
+    cfg->heartbeat = 50;
+    cfg->log_level = LOG_INFO;
+    cfg->max_connects_per_minute = 5;
+    cfg->max_messages_per_second = 10;
+}
+
+static bool parse_address(const char *s, char *out, size_t out_size)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    if (strlen(s) >= out_size)
+        return false;
+    if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1)
+        return false;
+    snprintf(out, out_size, "%s", s);
+    return true;
+}
+
+static config_status bad_value(char *err, size_t err_size, const char *flag, const char *value,
+                               const char *expected)
+{
+    snprintf(err, err_size, "%s: invalid value '%s' (expected %s)", flag, value, expected);
+    return CONFIG_USAGE;
+}
+
+config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, char *err,
+                           size_t err_size)
+{
+    uint64_t v;
+    int opt;
+    int index = 0;
+    optind = 0; /* GNU: full re-initialisation, so tests can parse repeatedly */
+    opterr = 0; /* our own messages name the flag */
+    while ((opt = getopt_long(argc, argv, ":w:p:b:g:s:m:l:hV", long_options, &index)) != -1) {
+        switch (opt) {
+        case 'w':
+            if (!decimal_parse_range(optarg, 1, CONFIG_MAX_WORKERS, &v))
+                return bad_value(err, err_size, "--workers", optarg, "1..256");
+            cfg->workers = (int)v;
+            break;
+        case 'p':
+            if (!decimal_parse_range(optarg, 1, 65535, &v))
+                return bad_value(err, err_size, "--port", optarg, "1..65535");
+            cfg->port = (uint16_t)v;
+            break;
+        case 'g':
+            if (!decimal_parse_range(optarg, 1, 65535, &v))
+                return bad_value(err, err_size, "--grpc-port", optarg, "1..65535");
+            cfg->grpc_port = (uint16_t)v;
+            break;
+        case 'b':
+            if (!parse_address(optarg, cfg->bind, sizeof cfg->bind))
+                return bad_value(err, err_size, "--bind", optarg, "an IPv4 or IPv6 address");
+            break;
+        case OPT_GRPC_BIND:
+            if (!parse_address(optarg, cfg->grpc_bind, sizeof cfg->grpc_bind))
+                return bad_value(err, err_size, "--grpc-bind", optarg, "an IPv4 or IPv6 address");
+            break;
+        case 's':
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--jwt-secret-file", optarg, "a file path");
+            cfg->jwt_secret_file = optarg;
+            break;
+        case 'm':
+            if (!decimal_parse_range(optarg, 1, 16777216, &v))
+                return bad_value(err, err_size, "--max-connections", optarg, "1..16777216");
+            cfg->max_connections = (uint32_t)v;
+            break;
+        case OPT_HEARTBEAT:
+            if (!decimal_parse_range(optarg, 1, 3600, &v))
+                return bad_value(err, err_size, "--heartbeat", optarg, "1..3600 seconds");
+            cfg->heartbeat = (unsigned)v;
+            break;
+        case 'l':
+            if (log_level_parse(optarg, &cfg->log_level) != 0)
+                return bad_value(err, err_size, "--log-level", optarg, "error, warn, info or debug");
+            break;
+        case OPT_LOG_LEVEL_FILE:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--log-level-file", optarg, "a file path");
+            cfg->log_level_file = optarg;
+            break;
+        case OPT_TLS_CERT:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--tls-cert", optarg, "a PEM file path");
+            cfg->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--tls-key", optarg, "a PEM file path");
+            cfg->tls_key = optarg;
+            break;
+        case OPT_MAX_CONNECTS:
+            if (!decimal_parse_range(optarg, 0, CONFIG_MAX_CONNECTS_PER_MINUTE, &v))
+                return bad_value(err, err_size, "--max-connects-per-minute", optarg,
+                                 "0..1000, 0 = no limit");
+            cfg->max_connects_per_minute = (uint32_t)v;
+            break;
+        case OPT_MAX_MESSAGES:
+            if (!decimal_parse_range(optarg, 0, CONFIG_MAX_MESSAGES_PER_SECOND, &v))
+                return bad_value(err, err_size, "--max-messages-per-second", optarg,
+                                 "0..10000, 0 = no limit");
+            cfg->max_messages_per_second = (uint32_t)v;
+            break;
+        case 'h':
+            config_print_help(out);
+            return CONFIG_EXIT_OK;
+        case 'V':
+            fprintf(out, "wsnotifyd %s\n", PACKAGE_VERSION);
+            return CONFIG_EXIT_OK;
+        case ':':
+            snprintf(err, err_size, "%s: missing value (see --help)", argv[optind - 1]);
+            return CONFIG_USAGE;
+        default:
+            snprintf(err, err_size, "%s: unknown option (see --help)", argv[optind - 1]);
+            return CONFIG_USAGE;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, err_size, "%s: unexpected argument (see --help)", argv[optind]);
+        return CONFIG_USAGE;
+    }
+    if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
+        snprintf(err, err_size, "%s: needs %s too (both or neither)",
+                 cfg->tls_cert ? "--tls-cert" : "--tls-key",
+                 cfg->tls_cert ? "--tls-key" : "--tls-cert");
+        return CONFIG_USAGE;
+    }
+    return CONFIG_OK;
+}

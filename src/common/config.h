@@ -1,0 +1,48 @@
+/* config.h — wsnotifyd's command line: the flags of SPEC.md, their defaults,
+ * validation, and the --help text (kept here so --help and parsing agree). */
+#ifndef WSN_CONFIG_H
+#define WSN_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "src/common/log.h"
+
+#define CONFIG_MAX_WORKERS 256
+#define CONFIG_ADDR_MAX 64
+/* The largest limits the rate limiters can count (shm/ratelimit.c checks them). */
+#define CONFIG_MAX_CONNECTS_PER_MINUTE 1000u
+#define CONFIG_MAX_MESSAGES_PER_SECOND 10000u
+
+typedef struct {
+    int workers;
+    uint16_t port;
+    char bind[CONFIG_ADDR_MAX];
+    uint16_t grpc_port;
+    char grpc_bind[CONFIG_ADDR_MAX];
+    const char *jwt_secret_file;   /* NULL: env JWT_SECRET */
+    uint32_t max_connections;
+    unsigned heartbeat;            /* seconds */
+    log_level log_level;
+    uint32_t max_connects_per_minute;  /* per user, attempts with a valid token; 0 = no limit */
+    uint32_t max_messages_per_second;  /* per connection, data messages; 0 = no limit */
+    const char *log_level_file;    /* NULL: none; else its first word overrides log_level (re-read on SIGHUP) */
+    const char *tls_cert;          /* PEM certificate (chain); NULL: plain HTTP/WebSocket */
+    const char *tls_key;           /* PEM private key; set exactly when tls_cert is */
+} wsn_config;
+
+typedef enum {
+    CONFIG_OK = 0,     /* run */
+    CONFIG_EXIT_OK,    /* --help or --version printed: exit 0 */
+    CONFIG_USAGE,      /* bad command line: err holds the one-line message, exit 2 */
+} config_status;
+
+void config_defaults(wsn_config *cfg);
+
+/* Parse argv (getopt_long; may be called more than once per process). */
+config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, char *err,
+                           size_t err_size);
+
+void config_print_help(FILE *out);
+
+#endif

@@ -1,0 +1,78 @@
+/* log.c — leveled stderr logging; the only state is this process's log context
+ * (role and threshold), kept in one struct. A line is written with a single
+ * write(2) so lines from the master and workers sharing stderr never interleave. */
+#include "src/common/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    char role[32];
+    log_level level;
+} log_context;
+
+static log_context log_ctx = {"wsnotifyd", LOG_INFO};
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void log_setup(const char *role, log_level level)
+{
+    snprintf(log_ctx.role, sizeof log_ctx.role, "%s", role);
+    log_ctx.level = level;
+}
+
+void log_set_level(log_level level) { log_ctx.level = level; }
+
+log_level log_get_level(void) { return log_ctx.level; }
+
+int log_level_parse(const char *s, log_level *out)
+{
+    for (int i = LOG_ERROR; i <= LOG_DEBUG; i++) {
+        if (strcmp(s, level_names[i]) == 0) {
+            *out = (log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *log_level_name(log_level level)
+{
+    if (level < LOG_ERROR || level > LOG_DEBUG)
+        return "?";
+    return level_names[level];
+}
+
+void log_msg(log_level level, const char *fmt, ...)
+{
+    if (level > log_ctx.level)
+        return;
+    char line[1024];
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ wsnotifyd[%ld] %s [%s]: ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, (long)(tv.tv_usec / 1000), (long)getpid(),
+                     log_level_name(level), log_ctx.role);
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + len, sizeof line - len, fmt, ap);
+    va_end(ap);
+    if (m > 0)
+        len += (size_t)m < sizeof line - len ? (size_t)m : sizeof line - len - 1;
+    if (len >= sizeof line - 1)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    /* stderr is unbuffered; a failed log write has nowhere better to go. */
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}

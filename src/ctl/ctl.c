@@ -1,0 +1,59 @@
+/* ctl.c — what every wsnotifyctl command shares: the usage text and the
+ * answers to bad flags (see ctl.h). */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <config.h>
+#include "src/ctl/ctl.h"
+
+void ctl_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: wsnotifyctl COMMAND [OPTION]...\n"
+            "\n"
+            "Commands:\n"
+            "  token --user-id N --email E [--ttl SECONDS] [--jwt-secret-file PATH]\n"
+            "        print an HS256 JWT for user N, signed with the daemon's secret\n"
+            "        (the first line of --jwt-secret-file, else JWT_SECRET); --ttl defaults to 3600\n"
+            "  send --user-id N --type T --title S --message S [--link L] [--id N]\n"
+            "       [--no-push] [--server HOST:PORT]\n"
+            "        call SendNotification on the daemon's gRPC port (default\n"
+            "        " CTL_DEFAULT_GRPC_SERVER ") and print the response as JSON:\n"
+            "        {\"notification_id\":N,\"delivered\":true|false}\n"
+            "        --id N     the notification's id (default: the server numbers it)\n"
+            "        --no-push  number it but do not push it to the user\n"
+            "        a gRPC error prints STATUS_NAME: message on stderr, exit status 1\n"
+            "  health [--server HOST:PORT]\n"
+            "        print the daemon's /health JSON (plain HTTP; default\n"
+            "        " CTL_DEFAULT_HTTP_SERVER "); not 200 or no answer: exit status 1\n"
+            "\n"
+            "Options:\n"
+            "  -h, --help       print this help and exit\n"
+            "  -V, --version    print the version and exit\n"
+            "\n"
+            "See wsnotifyctl(1).\n");
+}
+
+int ctl_bad_option(int opt, char **argv)
+{
+    if (opt == ':')
+        fprintf(stderr, "wsnotifyctl: %s: missing value\n", argv[optind - 1]);
+    else
+        fprintf(stderr, "wsnotifyctl: %s: unknown option (see --help)\n", argv[optind - 1]);
+    return 2;
+}
+
+int ctl_bad_value(const char *flag, const char *value, const char *expected)
+{
+    fprintf(stderr, "wsnotifyctl: %s: invalid value '%s' (expected %s)\n", flag, value, expected);
+    return 2;
+}
+
+bool ctl_extra_operand(int argc, char **argv)
+{
+    if (optind >= argc)
+        return false;
+    fprintf(stderr, "wsnotifyctl: %s: unexpected argument\n", argv[optind]);
+    return true;
+}

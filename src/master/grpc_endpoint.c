@@ -1,0 +1,547 @@
+/* grpc_endpoint.c — the master's gRPC server on the gRPC core C API: its
+ * lifecycle, the completion-queue thread, each call's state machine and the
+ * dispatch of calls to the message handlers (grpc_services.c for
+ * SendNotification and health Check, grpc_reflection.c for server reflection).
+ *
+ * Thread model: one dedicated thread loops on grpc_completion_queue_next and
+ * does all the work of every call (decode, router_send, encode, reply). The
+ * router never blocks for long (a full worker queue gets a bounded wait, then
+ * delivered=false: the router's policy), so one thread keeps up; what keeps
+ * throughput is having many calls requested at once (method_defs' backlog), so
+ * the server never waits for us to ask for the next call. The master's thread
+ * only starts and stops the endpoint.
+ *
+ * Stop, in two steps. First a short lame-duck period: health answers
+ * NOT_SERVING and new SendNotification calls get UNAVAILABLE ("shutting down"),
+ * which clients and load balancers take as "go elsewhere, retry". Then
+ * grpc_server_shutdown_and_notify: it sends GOAWAY and fails the requested
+ * calls. Without the first step, every call that reaches the server after the
+ * shutdown began (its client has not seen the GOAWAY yet) is cancelled by gRPC
+ * core, and the client sees CANCELLED, which clients do not retry. Once our
+ * in-flight calls are done (or GRPC_ENDPOINT_DRAIN_SECONDS passed),
+ * grpc_server_cancel_all_calls closes the connections: gRPC would otherwise wait
+ * for every idle client to hang up. Then the shutdown tag comes back on the
+ * queue, which wakes the thread. No flag is polled on cq_next timeouts: under
+ * load those never come.
+ *
+ * Signals: gRPC's threads and ours are started with every signal blocked, so
+ * SIGTERM/SIGCHLD always reach the master's libevent loop. */
+#include "src/master/grpc_endpoint.h"
+
+#include <errno.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/slice.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "src/common/grpc_message.h"
+#include "src/master/grpc_reflection.h"
+#include "src/master/grpc_services.h"
+#include "src/common/log.h"
+
+/* ---------------------------------------------------------------- methods */
+
+typedef enum {
+    METHOD_SEND = 0,
+    METHOD_HEALTH_CHECK,
+    METHOD_REFLECTION_V1,
+    METHOD_REFLECTION_V1ALPHA,
+    METHOD_REGISTERED,                 /* number of registered methods */
+    METHOD_OTHER = METHOD_REGISTERED,  /* the catch-all: answered UNIMPLEMENTED */
+    METHOD_KINDS
+} method_kind;
+
+typedef struct {
+    const char *path;
+    bool streaming;   /* bidi: read messages ourselves, no initial payload */
+    int backlog;      /* calls of this kind kept requested at once */
+} method_def;
+
+static const method_def method_defs[METHOD_KINDS] = {
+    [METHOD_SEND] = {"/notification.NotificationService/SendNotification", false, 128},
+    [METHOD_HEALTH_CHECK] = {"/grpc.health.v1.Health/Check", false, 8},
+    [METHOD_REFLECTION_V1] = {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", true, 4},
+    [METHOD_REFLECTION_V1ALPHA] = {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                   true, 4},
+    [METHOD_OTHER] = {NULL, false, 8},
+};
+
+/* --------------------------------------------------------------- contexts */
+
+typedef enum {
+    CALL_REQUESTED,   /* waiting for a client to call */
+    CALL_STREAMING,   /* reflection: a send and/or a receive in progress */
+    CALL_FINISHING,   /* status sent, waiting for the close */
+} call_state;
+
+struct grpc_endpoint {
+    router *router;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    void *method_tag[METHOD_REGISTERED];
+    uint16_t port;
+    pthread_t thread;
+    atomic_bool lame_duck;    /* stopping: refuse new work with UNAVAILABLE */
+    atomic_bool stopping;     /* set before shutdown: requested calls are not replaced */
+    bool server_down;         /* gRPC thread only: the shutdown tag came back */
+    long calls;               /* gRPC thread only (after start): live call contexts */
+    atomic_long active;       /* calls that arrived and are not finished */
+    char shutdown_tag;        /* its address is the tag of grpc_server_shutdown_and_notify */
+    grpc_reflection *refl;
+};
+
+typedef struct {
+    grpc_endpoint *ep;
+    method_kind kind;
+    call_state state;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array request_md;
+    grpc_call_details details;        /* METHOD_OTHER only */
+    grpc_byte_buffer *recv;           /* the unary request, or the last stream message */
+    grpc_byte_buffer *send;           /* the message being sent */
+    grpc_slice status_details;
+    bool has_status_details;
+    bool sent_initial_metadata;
+    bool arrived;                     /* counted in active */
+    int cancelled;
+} call_ctx;
+
+/* ------------------------------------------------------------ call basics */
+
+static void ep_maybe_close_queue(grpc_endpoint *e)
+{
+    /* Only once nothing can post on the queue any more. */
+    if (e->server_down && e->calls == 0)
+        grpc_completion_queue_shutdown(e->cq);
+}
+
+static void call_free(call_ctx *c)
+{
+    grpc_endpoint *e = c->ep;
+    if (c->call != NULL)
+        grpc_call_unref(c->call); /* cancels it if it is not finished */
+    grpc_metadata_array_destroy(&c->request_md);
+    if (c->kind == METHOD_OTHER)
+        grpc_call_details_destroy(&c->details);
+    if (c->recv != NULL)
+        grpc_byte_buffer_destroy(c->recv);
+    if (c->send != NULL)
+        grpc_byte_buffer_destroy(c->send);
+    if (c->has_status_details)
+        grpc_slice_unref(c->status_details);
+    if (c->arrived)
+        atomic_fetch_sub(&e->active, 1);
+    free(c);
+    e->calls--;
+    ep_maybe_close_queue(e);
+}
+
+/* Ask gRPC for the next call of this kind. Returns 0 or -1. */
+static int ep_request(grpc_endpoint *e, method_kind kind)
+{
+    call_ctx *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        log_error("gRPC: out of memory requesting a call");
+        return -1;
+    }
+    c->ep = e;
+    c->kind = kind;
+    c->state = CALL_REQUESTED;
+    grpc_metadata_array_init(&c->request_md);
+    e->calls++;
+    grpc_call_error rc;
+    if (kind == METHOD_OTHER) {
+        grpc_call_details_init(&c->details);
+        rc = grpc_server_request_call(e->server, &c->call, &c->details, &c->request_md, e->cq,
+                                      e->cq, c);
+    } else {
+        rc = grpc_server_request_registered_call(
+            e->server, e->method_tag[kind], &c->call, &c->deadline, &c->request_md,
+            method_defs[kind].streaming ? NULL : &c->recv, e->cq, e->cq, c);
+    }
+    if (rc != GRPC_CALL_OK) {
+        if (!atomic_load(&e->stopping))
+            log_error("gRPC: cannot request a call: error %d", (int)rc);
+        call_free(c);
+        return -1;
+    }
+    return 0;
+}
+
+static void call_start_batch(call_ctx *c, const grpc_op *ops, size_t n)
+{
+    grpc_call_error rc = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    if (rc != GRPC_CALL_OK) {
+        log_error("gRPC: cannot start a batch: error %d", (int)rc);
+        call_free(c);
+    }
+}
+
+/* The ops every reply batch starts with: initial metadata (once per call) and
+ * the message, if any. Takes ownership of response: c->send keeps it alive until
+ * the batch completes. ops must have room for two. Returns how many it wrote. */
+static size_t ops_send_prefix(call_ctx *c, grpc_op *ops, grpc_byte_buffer *response)
+{
+    size_t n = 0;
+    if (!c->sent_initial_metadata) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->sent_initial_metadata = true;
+    }
+    if (c->send != NULL)
+        grpc_byte_buffer_destroy(c->send);
+    c->send = response;
+    if (response != NULL) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = response;
+    }
+    return n;
+}
+
+/* Reply and end the call: [initial metadata], [message], status, then wait for
+ * the close (RECV_CLOSE_ON_SERVER, never together with RECV_MESSAGE). Takes
+ * ownership of response. */
+static void call_finish(call_ctx *c, grpc_status_code code, const char *details,
+                        grpc_byte_buffer *response)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = ops_send_prefix(c, ops, response);
+    if (details != NULL && details[0] != '\0') {
+        c->status_details = grpc_slice_from_copied_string(details);
+        c->has_status_details = true;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details =
+        c->has_status_details ? &c->status_details : NULL;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->state = CALL_FINISHING;
+    call_start_batch(c, ops, n);
+}
+
+/* ------------------------------------------------------------- handlers */
+
+/* SendNotification or health Check: grpc_services.c answers, we reply. */
+static void handle_unary(call_ctx *c)
+{
+    grpc_endpoint *e = c->ep;
+    bool lame_duck = atomic_load(&e->lame_duck);
+    char details[GRPC_MESSAGE_DETAILS_MAX] = "";
+    grpc_byte_buffer *response = NULL;
+    grpc_status_code code =
+        c->kind == METHOD_SEND
+            ? grpc_services_send_notification(e->router, lame_duck, c->recv, &response, details,
+                                              sizeof details)
+            : grpc_services_health_check(lame_duck, c->recv, &response, details, sizeof details);
+    call_finish(c, code, details, response);
+}
+
+static void handle_unknown_method(call_ctx *c)
+{
+    char msg[300];
+    const grpc_slice m = c->details.method;
+    size_t len = GRPC_SLICE_LENGTH(m) > 200 ? 200 : GRPC_SLICE_LENGTH(m);
+    snprintf(msg, sizeof msg, "unknown method %.*s", (int)len,
+             (const char *)GRPC_SLICE_START_PTR(m));
+    log_debug("gRPC: %s", msg);
+    call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
+}
+
+/* ---------------------------------------------------- reflection stream */
+
+/* Send response (if any) and wait for the client's next message. */
+static void stream_continue(call_ctx *c, grpc_byte_buffer *response)
+{
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    size_t n = ops_send_prefix(c, ops, response);
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &c->recv;
+    c->state = CALL_STREAMING;
+    call_start_batch(c, ops, n);
+}
+
+/* A reflection stream's send/receive step completed. */
+static void stream_on_step(call_ctx *c, bool ok)
+{
+    if (!ok) { /* cancelled, deadline, or the server is going away */
+        call_free(c);
+        return;
+    }
+    if (c->recv == NULL) { /* the client half-closed: end the stream */
+        call_finish(c, GRPC_STATUS_OK, NULL, NULL);
+        return;
+    }
+    char details[GRPC_MESSAGE_DETAILS_MAX] = "";
+    grpc_byte_buffer *answer = NULL;
+    grpc_status_code code =
+        grpc_reflection_answer(c->ep->refl, c->recv, &answer, details, sizeof details);
+    grpc_byte_buffer_destroy(c->recv);
+    c->recv = NULL;
+    if (code == GRPC_STATUS_OK)
+        stream_continue(c, answer);
+    else
+        call_finish(c, code, details, NULL);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static void call_on_arrival(call_ctx *c, bool ok)
+{
+    grpc_endpoint *e = c->ep;
+    if (!ok) { /* the request was cancelled: the server is shutting down */
+        call_free(c);
+        return;
+    }
+    c->arrived = true;
+    atomic_fetch_add(&e->active, 1);
+    /* Keep the backlog full before the work on this call. */
+    if (!atomic_load(&e->stopping))
+        (void)ep_request(e, c->kind); /* logged; one fewer in the backlog at worst */
+    switch (c->kind) {
+    case METHOD_SEND:
+    case METHOD_HEALTH_CHECK:
+        handle_unary(c);
+        break;
+    case METHOD_REFLECTION_V1:
+    case METHOD_REFLECTION_V1ALPHA:
+        stream_continue(c, NULL);
+        break;
+    case METHOD_OTHER:
+    default:
+        handle_unknown_method(c);
+        break;
+    }
+}
+
+static void call_on_event(call_ctx *c, bool ok)
+{
+    switch (c->state) {
+    case CALL_REQUESTED:
+        call_on_arrival(c, ok);
+        break;
+    case CALL_STREAMING:
+        stream_on_step(c, ok);
+        break;
+    case CALL_FINISHING:
+        call_free(c);
+        break;
+    }
+}
+
+/* The gRPC thread: every event of every call, until the queue is shut down. */
+static void *ep_thread_main(void *arg)
+{
+    grpc_endpoint *e = arg;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(e->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        if (ev.tag == &e->shutdown_tag) {
+            e->server_down = true;
+            ep_maybe_close_queue(e);
+            continue;
+        }
+        call_on_event(ev.tag, ev.success != 0);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void format_target(const char *addr, uint16_t port, char *out, size_t size)
+{
+    bool bare_v6 = strchr(addr, ':') != NULL && addr[0] != '[';
+    snprintf(out, size, bare_v6 ? "[%s]:%u" : "%s:%u", addr, (unsigned)port);
+}
+
+static int ep_create_server(grpc_endpoint *e, const char *target, char *err, size_t err_size)
+{
+    grpc_arg args[2];
+    memset(args, 0, sizeof args);
+    /* Two daemons on one port must fail loudly, not share the calls. */
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = (char *)GRPC_ARG_ALLOW_REUSEPORT;
+    args[0].value.integer = 0;
+    args[1].type = GRPC_ARG_INTEGER;
+    args[1].key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[1].value.integer = GRPC_ENDPOINT_MAX_MESSAGE;
+    grpc_channel_args channel_args = {2, args};
+    e->cq = grpc_completion_queue_create_for_next(NULL);
+    e->server = grpc_server_create(&channel_args, NULL);
+    if (e->cq == NULL || e->server == NULL) {
+        snprintf(err, err_size, "cannot create the gRPC server");
+        return -1;
+    }
+    grpc_server_register_completion_queue(e->server, e->cq, NULL);
+    for (int k = 0; k < METHOD_REGISTERED; k++) {
+        e->method_tag[k] = grpc_server_register_method(
+            e->server, method_defs[k].path, NULL,
+            method_defs[k].streaming ? GRPC_SRM_PAYLOAD_NONE
+                                     : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+        if (e->method_tag[k] == NULL) {
+            snprintf(err, err_size, "cannot register %s", method_defs[k].path);
+            return -1;
+        }
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int bound = grpc_server_add_http2_port(e->server, target, creds);
+    grpc_server_credentials_release(creds);
+    if (bound <= 0 || bound > 65535) {
+        snprintf(err, err_size, "cannot listen on %s (address in use or not available)", target);
+        return -1;
+    }
+    e->port = (uint16_t)bound;
+    return 0;
+}
+
+/* Wait until the server's shutdown completes on this thread (no serving thread). */
+static void ep_drain_here(grpc_endpoint *e)
+{
+    atomic_store(&e->stopping, true);
+    grpc_server_shutdown_and_notify(e->server, e->cq, &e->shutdown_tag);
+    grpc_server_cancel_all_calls(e->server);
+    (void)ep_thread_main(e);
+}
+
+static void ep_destroy(grpc_endpoint *e)
+{
+    if (e->server != NULL)
+        grpc_server_destroy(e->server);
+    if (e->cq != NULL)
+        grpc_completion_queue_destroy(e->cq);
+    grpc_reflection_free(e->refl);
+    free(e);
+    grpc_shutdown();
+}
+
+/* Started server, full backlog, serving thread. On failure the server is
+ * drained here, so ep_destroy is safe. */
+static int ep_serve(grpc_endpoint *e, char *err, size_t err_size)
+{
+    grpc_server_start(e->server);
+    for (int k = 0; k < METHOD_KINDS; k++)
+        for (int i = 0; i < method_defs[k].backlog; i++)
+            if (ep_request(e, (method_kind)k) != 0) {
+                snprintf(err, err_size, "cannot request gRPC calls");
+                ep_drain_here(e);
+                return -1;
+            }
+    int rc = pthread_create(&e->thread, NULL, ep_thread_main, e);
+    if (rc != 0) {
+        snprintf(err, err_size, "cannot start the gRPC thread: %s", strerror(rc));
+        ep_drain_here(e);
+        return -1;
+    }
+    return 0;
+}
+
+grpc_endpoint *grpc_endpoint_start(const char *bind_addr, uint16_t port, router *r, char *err,
+                                   size_t err_size)
+{
+    char target[300];
+    format_target(bind_addr, port, target, sizeof target);
+    grpc_endpoint *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    e->router = r;
+    atomic_init(&e->lame_duck, false);
+    atomic_init(&e->stopping, false);
+    atomic_init(&e->active, 0);
+    e->refl = grpc_reflection_create();
+    if (e->refl == NULL) {
+        snprintf(err, err_size, "the embedded descriptor set is malformed");
+        free(e);
+        return NULL;
+    }
+    /* gRPC's threads (started by grpc_init and later by its own threads) and ours
+     * inherit this mask: every signal stays with the master's loop. */
+    sigset_t all;
+    sigset_t old;
+    sigfillset(&all);
+    int mrc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (mrc != 0)
+        log_warn("pthread_sigmask: %s", strerror(mrc));
+    grpc_init();
+    int rc = ep_create_server(e, target, err, err_size);
+    if (rc == 0)
+        rc = ep_serve(e, err, err_size);
+    if (mrc == 0 && (mrc = pthread_sigmask(SIG_SETMASK, &old, NULL)) != 0)
+        log_warn("pthread_sigmask: %s", strerror(mrc));
+    if (rc != 0) {
+        ep_destroy(e);
+        return NULL;
+    }
+    return e;
+}
+
+uint16_t grpc_endpoint_port(const grpc_endpoint *e)
+{
+    return e->port;
+}
+
+/* Sleep ms milliseconds on this thread. */
+static void ep_sleep_ms(long ms)
+{
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+        ;
+}
+
+/* Wait (bounded) until no call is in flight. Returns true if none is. */
+static bool ep_wait_idle(grpc_endpoint *e, long timeout_ms)
+{
+    for (long waited = 0; atomic_load(&e->active) > 0; waited += 10) {
+        if (waited >= timeout_ms)
+            return false;
+        ep_sleep_ms(10);
+    }
+    return true;
+}
+
+void grpc_endpoint_stop(grpc_endpoint *e)
+{
+    if (e == NULL)
+        return;
+    atomic_store(&e->lame_duck, true);
+    ep_sleep_ms(GRPC_ENDPOINT_LAME_DUCK_MS);
+    atomic_store(&e->stopping, true);
+    grpc_server_shutdown_and_notify(e->server, e->cq, &e->shutdown_tag);
+    if (!ep_wait_idle(e, GRPC_ENDPOINT_DRAIN_SECONDS * 1000L))
+        log_warn("%ld gRPC calls still running after %d s: cancelling them",
+                 (long)atomic_load(&e->active), GRPC_ENDPOINT_DRAIN_SECONDS);
+    /* Cancels what is left and closes the connections, so the shutdown tag comes
+     * back now rather than when the last idle client hangs up. */
+    grpc_server_cancel_all_calls(e->server);
+    struct timespec until;
+    int rc = clock_gettime(CLOCK_REALTIME, &until);
+    if (rc == 0) {
+        until.tv_sec += GRPC_ENDPOINT_DRAIN_SECONDS;
+        rc = pthread_timedjoin_np(e->thread, NULL, &until);
+    }
+    if (rc != 0) {
+        /* Never hang the master's stop: leave gRPC as it is (the process is exiting). */
+        log_error("the gRPC thread did not finish: %s; leaving it",
+                  strerror(rc == -1 ? errno : rc));
+        return;
+    }
+    ep_destroy(e);
+    log_info("gRPC endpoint stopped");
+}

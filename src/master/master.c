@@ -1,0 +1,462 @@
+/* master.c — the master process and its supervisor (modelled on nginx's
+ * master/worker cycle).
+ *
+ * Why fork + exec: the master will run gRPC, which starts threads and opens
+ * descriptors at grpc_init. A plain fork after that leaves the child with a copy
+ * of gRPC's descriptors and locks in an undefined state. Every worker is
+ * therefore a fresh exec of /proc/self/exe, handed only what it needs as
+ * inherited descriptors named in the WSNOTIFY_WORKER environment variable: its
+ * listening socket, the shared region (memfd), its queue's reading end and the
+ * sending ends of all queues. Between fork and exec the child calls only
+ * async-signal-safe functions.
+ *
+ * A worker that dies is reaped on SIGCHLD: its slot epoch is bumped (its users
+ * vanish from the directory at once), its connection gauge reset, and it is
+ * started again in the same slot, at once if it had run a while, else after a
+ * doubling back-off (100 ms .. 10 s) so a worker that cannot start does not spin. */
+#include "src/master/master.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shm/queue.h"
+#include "shm/region.h"
+#include "src/master/grpc_endpoint.h"
+#include "src/master/listener.h"
+#include "src/common/log.h"
+#include "src/master/reload.h"
+#include "src/master/router.h"
+#include "src/master/sd_service.h"
+#include "src/common/secrets.h"
+#include "shm/handoff.h"
+
+#define MASTER_STOP_TIMEOUT 10        /* seconds before SIGKILL of workers that linger */
+#define MASTER_BACKOFF_MIN_MS 100
+#define MASTER_BACKOFF_MAX_MS 10000
+#define MASTER_STABLE_SECONDS 5       /* a worker up this long resets the back-off */
+
+extern char **environ;
+
+typedef struct master master;
+
+typedef struct {
+    master *owner;
+    int index;
+    pid_t pid;
+    time_t started;
+    unsigned backoff_ms;
+    int listen_fd;
+    queue_pair queue;
+    struct event *respawn_ev;
+} master_slot;
+
+struct master {
+    const wsn_config *cfg;
+    char **argv;
+    pid_t pid;
+    shm_region shm;
+    int slots;
+    master_slot slot[REGION_MAX_SLOTS];
+    struct event_base *base;
+    struct event *signal_ev[4];
+    struct event *kill_ev;
+    bool stopping;
+    int running;
+    int queue_out[REGION_MAX_SLOTS];  /* the router's view of the slot queues */
+    router router;
+    grpc_endpoint *grpc;              /* started after the workers; NULL once stopped */
+    sd_service systemd;               /* READY/STATUS/STOPPING/WATCHDOG under systemd */
+};
+
+static void master_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("setrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+    }
+    log_debug("open file limit: %llu", (unsigned long long)rl.rlim_cur);
+}
+
+/* The environment for a worker: ours plus WSNOTIFY_WORKER. Built before fork. */
+static char **worker_environment(const char *entry)
+{
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **envp = calloc(n + 2, sizeof *envp);
+    if (envp == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "WSNOTIFY_WORKER=", 16) != 0)
+            envp[k++] = environ[i];
+    envp[k++] = (char *)entry;
+    envp[k] = NULL;
+    return envp;
+}
+
+/* In the child between fork and exec: async-signal-safe calls only. */
+static void exec_worker(master *m, const worker_handoff *h, char **envp)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != m->pid)
+        _exit(1);
+    /* TERM, INT and HUP wait (blocked, pending) until the worker has installed
+     * its handlers; their default action would kill it before. */
+    sigset_t early;
+    sigemptyset(&early);
+    sigaddset(&early, SIGTERM);
+    sigaddset(&early, SIGINT);
+    sigaddset(&early, SIGHUP);
+    sigprocmask(SIG_SETMASK, &early, NULL);
+    int keep[3] = {h->listen_fd, h->shm_fd, h->queue_fd};
+    for (int i = 0; i < 3; i++)
+        if (fcntl(keep[i], F_SETFD, 0) != 0)
+            _exit(1);
+    for (int i = 0; i < h->slots; i++)
+        if (fcntl(h->queue_out[i], F_SETFD, 0) != 0)
+            _exit(1);
+    execve("/proc/self/exe", m->argv, envp);
+    _exit(127);
+}
+
+static int master_spawn(master *m, int s)
+{
+    master_slot *slot = &m->slot[s];
+    worker_handoff h = {
+        .slot = s,
+        .slots = m->slots,
+        .listen_fd = slot->listen_fd,
+        .shm_fd = m->shm.fd,
+        .queue_fd = slot->queue.worker_end,
+    };
+    for (int i = 0; i < m->slots; i++)
+        h.queue_out[i] = m->slot[i].queue.sender_end;
+    char entry[16 + 16 * (REGION_MAX_SLOTS + 8)];
+    int n = snprintf(entry, sizeof entry, "WSNOTIFY_WORKER=");
+    char **envp = NULL;
+    if (n < 0 || handoff_format(&h, entry + n, sizeof entry - (size_t)n) != 0 ||
+        (envp = worker_environment(entry)) == NULL) {
+        log_error("cannot prepare worker %d", s);
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid == 0)
+        exec_worker(m, &h, envp);
+    free(envp);
+    if (pid < 0) {
+        log_error("fork of worker %d: %s", s, strerror(errno));
+        return -1;
+    }
+    slot->pid = pid;
+    slot->started = time(NULL);
+    atomic_store(&m->shm.hdr->slot[s].pid, (int32_t)pid);
+    m->running++;
+    log_info("worker %d started, pid %ld", s, (long)pid);
+    return 0;
+}
+
+static void master_schedule_respawn(master *m, int s)
+{
+    master_slot *slot = &m->slot[s];
+    time_t lived = time(NULL) - slot->started;
+    if (lived >= MASTER_STABLE_SECONDS)
+        slot->backoff_ms = 0;
+    else
+        slot->backoff_ms = slot->backoff_ms == 0 ? MASTER_BACKOFF_MIN_MS
+                           : slot->backoff_ms * 2 > MASTER_BACKOFF_MAX_MS ? MASTER_BACKOFF_MAX_MS
+                                                                          : slot->backoff_ms * 2;
+    struct timeval tv = {slot->backoff_ms / 1000, (slot->backoff_ms % 1000) * 1000};
+    if (slot->backoff_ms > 0)
+        log_warn("worker %d restarts in %u ms (it lived %ld s)", s, slot->backoff_ms,
+                 (long)lived);
+    if (event_add(slot->respawn_ev, &tv) != 0)
+        log_error("cannot schedule the respawn of worker %d", s);
+}
+
+static void master_on_respawn(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    master_slot *slot = arg;
+    master *m = slot->owner;
+    if (m->stopping || slot->pid != 0)
+        return;
+    if (master_spawn(m, slot->index) != 0)
+        master_schedule_respawn(m, slot->index);
+}
+
+static void log_exit(int s, pid_t pid, int status, bool expected)
+{
+    log_level level = expected ? LOG_INFO : LOG_ERROR;
+    if (WIFEXITED(status))
+        log_msg(level, "worker %d (pid %ld) exited with status %d", s, (long)pid,
+                WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        log_msg(level, "worker %d (pid %ld) killed by signal %d (%s)", s, (long)pid,
+                WTERMSIG(status), strsignal(WTERMSIG(status)));
+}
+
+static void master_reap(master *m)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int s = -1;
+        for (int i = 0; i < m->slots; i++)
+            if (m->slot[i].pid == pid)
+                s = i;
+        if (s < 0)
+            continue;
+        m->slot[s].pid = 0;
+        m->running--;
+        region_slot *rs = &m->shm.hdr->slot[s];
+        /* Its users vanish from the directory now; its sockets died with it. */
+        directory_slot_bump(m->shm.dir, s);
+        atomic_store(&rs->pid, 0);
+        atomic_store(&rs->ready, 0);
+        atomic_store(&rs->connections, 0);
+        log_exit(s, pid, status, m->stopping);
+        if (!m->stopping) {
+            atomic_fetch_add(&rs->restarts, 1);
+            master_schedule_respawn(m, s);
+        }
+    }
+    if (m->stopping && m->running == 0)
+        event_base_loopbreak(m->base);
+}
+
+static void master_signal_workers(master *m, int sig)
+{
+    for (int i = 0; i < m->slots; i++)
+        if (m->slot[i].pid > 0 && kill(m->slot[i].pid, sig) != 0 && errno != ESRCH)
+            log_warn("kill worker %d: %s", i, strerror(errno));
+}
+
+static void master_on_kill_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    master *m = arg;
+    log_warn("workers still running after %d s: killing them", MASTER_STOP_TIMEOUT);
+    master_signal_workers(m, SIGKILL);
+}
+
+static void master_stop(master *m, int sig)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    sd_service_stopping(&m->systemd);
+    /* gRPC first: its in-flight calls still reach live workers while they finish. */
+    log_info("%s: stopping the gRPC endpoint", strsignal(sig));
+    grpc_endpoint_stop(m->grpc);
+    m->grpc = NULL;
+    log_info("%s: stopping %d workers", strsignal(sig), m->running);
+    for (int i = 0; i < m->slots; i++)
+        if (m->slot[i].respawn_ev != NULL && event_del(m->slot[i].respawn_ev) != 0)
+            log_warn("cannot cancel a pending respawn");
+    master_signal_workers(m, SIGTERM);
+    struct timeval tv = {MASTER_STOP_TIMEOUT, 0};
+    if (event_add(m->kill_ev, &tv) != 0)
+        log_error("cannot arm the stop timeout");
+    if (m->running == 0)
+        event_base_loopbreak(m->base);
+}
+
+static void master_on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    master *m = arg;
+    switch (sig) {
+    case SIGCHLD:
+        master_reap(m);
+        break;
+    case SIGHUP:
+        sd_service_reloading(&m->systemd);
+        reload_master_check(m->cfg);
+        log_info("SIGHUP: forwarding to workers");
+        /* Bumped first, so a worker that reads it has been (or will be) signalled. */
+        uint64_t generation = region_begin_reload(&m->shm);
+        master_signal_workers(m, SIGHUP);
+        sd_service_await_reload(&m->systemd, generation);
+        break;
+    default:
+        master_stop(m, (int)sig);
+        break;
+    }
+}
+
+static int master_open_resources(master *m, char *err, size_t err_size)
+{
+    const wsn_config *cfg = m->cfg;
+    if (region_create(&m->shm, m->slots, cfg->max_connections) != 0) {
+        snprintf(err, err_size, "cannot create shared memory for %u connections: %s",
+                 cfg->max_connections, strerror(errno));
+        return -1;
+    }
+    if (listener_check_free(cfg->bind, cfg->port, err, err_size) != 0)
+        return -1;
+    for (int i = 0; i < m->slots; i++) {
+        master_slot *slot = &m->slot[i];
+        slot->owner = m;
+        slot->index = i;
+        slot->listen_fd = listener_open(cfg->bind, cfg->port, true, err, err_size);
+        if (slot->listen_fd < 0)
+            return -1;
+        if (queue_pair_create(&slot->queue) != 0) {
+            snprintf(err, err_size, "cannot create the queue of worker %d: %s", i,
+                     strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int master_setup_events(master *m)
+{
+    static const int signals[4] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+    m->base = event_base_new();
+    if (m->base == NULL)
+        return -1;
+    for (int i = 0; i < 4; i++) {
+        m->signal_ev[i] = evsignal_new(m->base, signals[i], master_on_signal, m);
+        if (m->signal_ev[i] == NULL || event_add(m->signal_ev[i], NULL) != 0)
+            return -1;
+    }
+    m->kill_ev = evtimer_new(m->base, master_on_kill_timeout, m);
+    if (m->kill_ev == NULL)
+        return -1;
+    for (int i = 0; i < m->slots; i++) {
+        m->slot[i].respawn_ev = evtimer_new(m->base, master_on_respawn, &m->slot[i]);
+        if (m->slot[i].respawn_ev == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+static void master_teardown(master *m)
+{
+    for (int i = 0; i < m->slots; i++) {
+        master_slot *slot = &m->slot[i];
+        if (slot->respawn_ev != NULL)
+            event_free(slot->respawn_ev);
+        if (slot->listen_fd > 0)
+            close(slot->listen_fd);
+        if (slot->queue.worker_end > 0)
+            close(slot->queue.worker_end);
+        if (slot->queue.sender_end > 0)
+            close(slot->queue.sender_end);
+    }
+    for (int i = 0; i < 4; i++)
+        if (m->signal_ev[i] != NULL)
+            event_free(m->signal_ev[i]);
+    if (m->kill_ev != NULL)
+        event_free(m->kill_ev);
+    sd_service_close(&m->systemd);
+    if (m->base != NULL)
+        event_base_free(m->base);
+    if (m->shm.hdr != NULL)
+        region_detach(&m->shm);
+}
+
+/* After the workers exist: gRPC's threads start here (workers are exec'd, so
+ * later respawns stay safe). The router sends to every slot's queue. */
+static int master_start_grpc(master *m, char *err, size_t err_size)
+{
+    for (int i = 0; i < m->slots; i++)
+        m->queue_out[i] = m->slot[i].queue.sender_end;
+    m->router = (router){.shm = &m->shm, .slots = m->slots, .queue_out = m->queue_out};
+    m->grpc = grpc_endpoint_start(m->cfg->grpc_bind, m->cfg->grpc_port, &m->router, err,
+                                  err_size);
+    if (m->grpc == NULL)
+        return -1;
+    log_info("gRPC listening on %s:%u", m->cfg->grpc_bind,
+             (unsigned)grpc_endpoint_port(m->grpc));
+    return 0;
+}
+
+int master_main(const wsn_config *cfg, char **argv)
+{
+    static master m; /* large (slot table); zeroed; the process's one master context */
+    memset(&m, 0, sizeof m);
+    m.cfg = cfg;
+    m.argv = argv;
+    m.pid = getpid();
+    m.slots = cfg->workers;
+    log_setup("master", cfg->log_level);
+
+    char err[512];
+    secret_set secrets;
+    if (secrets_load(&secrets, cfg->jwt_secret_file, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: %s%s\n", cfg->jwt_secret_file ? "--jwt-secret-file: " : "",
+                err);
+        return 1;
+    }
+    secrets_free(&secrets); /* checked here so a bad setup fails before forking */
+    if (reload_master_start(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: %s\n", err);
+        return 1;
+    }
+    sd_service_open(&m.systemd); /* before any fork or thread: it edits the environment */
+    master_raise_nofile();
+    int status = 1;
+    if (master_open_resources(&m, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: --port %u: %s\n", (unsigned)cfg->port, err);
+        goto out;
+    }
+    /* Fail before forking if the gRPC port is taken (gRPC binds it only later). */
+    if (listener_check_free(cfg->grpc_bind, cfg->grpc_port, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: --grpc-port %u: %s\n", (unsigned)cfg->grpc_port, err);
+        goto out;
+    }
+    if (master_setup_events(&m) != 0) {
+        log_error("cannot set up the event loop");
+        goto out;
+    }
+    if (sd_service_start(&m.systemd, m.base, &m.shm, m.slots) != 0)
+        log_warn("systemd notification incomplete (see above); serving anyway");
+    for (int i = 0; i < m.slots; i++)
+        if (master_spawn(&m, i) != 0)
+            master_schedule_respawn(&m, i);
+    log_info("listening on %s:%u (HTTP/WebSocket) with %d workers, directory capacity %u",
+             cfg->bind, (unsigned)cfg->port, m.slots, cfg->max_connections);
+    if (master_start_grpc(&m, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: --grpc-port %u: %s\n", (unsigned)cfg->grpc_port, err);
+        goto out;
+    }
+    /* The gRPC port is listening now; READY=1 follows once every worker accepts. */
+    if (sd_service_await_ready(&m.systemd) != 0)
+        log_warn("systemd will not be told that the service is ready");
+    if (event_base_dispatch(m.base) < 0) {
+        log_error("event loop failed");
+        goto out;
+    }
+    status = 0;
+    log_info("stopped");
+out:
+    grpc_endpoint_stop(m.grpc);
+    m.grpc = NULL;
+    if (m.running > 0) {
+        master_signal_workers(&m, SIGKILL);
+        while (waitpid(-1, NULL, 0) > 0)
+            ;
+    }
+    master_teardown(&m);
+    return status;
+}

@@ -1,0 +1,43 @@
+/* worker-t.h — struct worker: all of a worker process's mutable state (one
+ * per process, owned by worker_main). The protocol files read it through the
+ * client they serve (client_worker); only worker.c runs the loop. */
+#ifndef WSN_WORKER_T_H
+#define WSN_WORKER_T_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shm/handoff.h"
+#include "shm/region.h"
+#include "src/common/config.h"
+#include "src/common/secrets.h"
+#include "workers/conn.h"
+#include "workers/user_map.h"
+
+struct event;
+struct ssl_ctx_st;
+
+typedef struct worker {
+    const wsn_config *cfg;
+    worker_handoff h;
+    uint32_t epoch;                    /* this slot's directory epoch at start */
+    shm_region shm;
+    region_slot *stats;                /* &shm.hdr->slot[slot] */
+    secret_set secrets;
+    struct ssl_ctx_st *tls_ctx;        /* for new connections; NULL: plain; swapped on SIGHUP */
+    conn_loop loop;                    /* event base, scratch buffer, clock, closing/dead lists */
+    struct event *accept_ev;
+    struct event *queue_ev;
+    struct event *tick_ev;
+    struct event *heartbeat_ev;
+    struct event *resume_accept_ev;
+    struct event *signal_ev[3];        /* TERM, INT, HUP */
+    user_map users;                    /* user_id → client, open WebSocket sessions only */
+    conn_list handshaking;             /* HTTP stage, ordered by arrival: oldest first */
+    conn_list open;                    /* WebSocket, ordered by last received byte: oldest first */
+    uint8_t *qbuf;                     /* one queue datagram */
+    bool stopping;
+    uint32_t stop_started;
+} worker;
+
+#endif

@@ -1,0 +1,38 @@
+/* ws_session.h — the WebSocket session of an upgraded client: the messages of
+ * README's "Connecting a client", control frames, the close handshake, and
+ * what the slot queue brings (notifications, evictions). A session holds the
+ * user's entry in the directory and the worker's user map from open to close. */
+#ifndef WSN_WS_SESSION_H
+#define WSN_WS_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "workers/client.h"
+
+struct worker;
+
+/* Register the upgraded connection (its directory entry is claimed), then
+ * write the 101 response and the `connected` message. */
+void ws_session_open(client *cl, int64_t user_id, uint64_t generation, const char *email,
+                     const char *response, size_t response_len);
+
+/* Bytes of WebSocket frames from the client (also those that followed the
+ * request head). */
+void ws_session_feed(client *cl, uint8_t *data, size_t len);
+
+/* One unmasked server frame. Returns 0, or -1 when the connection was aborted. */
+int ws_session_send(client *cl, uint8_t opcode, const void *payload, size_t len);
+
+/* Start the close handshake: a close frame, then the transport's close. */
+void ws_session_close(client *cl, uint16_t code, const char *reason);
+
+/* Queue datagrams for this worker. */
+void ws_session_deliver(struct worker *w, int64_t user, uint64_t generation, const uint8_t *json,
+                        size_t len, uint64_t accepted_ns);
+void ws_session_evict(struct worker *w, int64_t user, uint64_t generation);
+
+/* Ask another slot's worker to close (user, generation) with 4000. Returns 0 or -1 (logged). */
+int ws_session_send_evict(struct worker *w, int slot, int64_t user, uint64_t generation);
+
+#endif
