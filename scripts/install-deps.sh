@@ -8,7 +8,8 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
 libevent-dev libjwt-dev libjson-c-dev libssl-dev check
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler grpc-proto
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-mandoc systemd openssl"
+mandoc systemd openssl liblmdb-dev
+clang-14 libclang-rt-14-dev"
 
 missing=""
 for p in $PACKAGES; do

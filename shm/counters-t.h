@@ -9,8 +9,10 @@ typedef enum {
     NOTIFY_DELIVERED = 0,   /* queued to a live holder */
     NOTIFY_OFFLINE,         /* user not connected */
     NOTIFY_DROPPED,         /* holder's queue full or gone */
-    NOTIFY_INVALID,         /* INVALID_ARGUMENT */
+    NOTIFY_INVALID,         /* INVALID_ARGUMENT, undecodable requests included */
     NOTIFY_NOT_PUSHED,      /* send_push false */
+    NOTIFY_UNAVAILABLE,     /* refused with UNAVAILABLE: the server is stopping */
+    NOTIFY_INTERNAL,        /* INTERNAL: the server could not handle it */
     NOTIFY_OUTCOMES
 } notify_outcome;
 

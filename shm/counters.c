@@ -20,7 +20,8 @@ _Static_assert(AUTH_RESULT_COUNT <= COUNTERS_AUTH_REASONS,
 const char *const counters_outcome_label[NOTIFY_OUTCOMES] = {
     [NOTIFY_DELIVERED] = "delivered", [NOTIFY_OFFLINE] = "offline",
     [NOTIFY_DROPPED] = "dropped",     [NOTIFY_INVALID] = "invalid",
-    [NOTIFY_NOT_PUSHED] = "not_pushed",
+    [NOTIFY_NOT_PUSHED] = "not_pushed", [NOTIFY_UNAVAILABLE] = "unavailable",
+    [NOTIFY_INTERNAL] = "internal",
 };
 
 unsigned counters_latency_bucket(uint64_t ns)

@@ -2,17 +2,17 @@
  *
  * Wire format, little endian:
  *   u16 magic, u8 version, u8 type, u32 payload_len, i64 user, u64 generation,
- *   u64 accepted_ns, payload. */
+ *   u64 accepted_ns, i64 id, u64 seq, u32 reserved (0), payload.
+ * A mark: i64 user, i64 id, u8 state, u64 at_ms. */
 #include "shm/queue.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define QUEUE_VERSION 1u
+#define QUEUE_VERSION 2u
 #define QUEUE_SNDBUF (4 * 1024 * 1024)
 
 static void put_u16(uint8_t *p, uint16_t v)
@@ -51,7 +51,11 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-static int type_valid(uint8_t type) { return type == QMSG_NOTIFY || type == QMSG_EVICT; }
+static int type_valid(uint8_t type)
+{
+    return type == QMSG_NOTIFY || type == QMSG_EVICT || type == QMSG_BROADCAST ||
+           type == QMSG_MARKS;
+}
 
 static void encode_header(uint8_t *out, const queue_msg *m)
 {
@@ -62,16 +66,27 @@ static void encode_header(uint8_t *out, const queue_msg *m)
     put_u64(out + 8, (uint64_t)m->user);
     put_u64(out + 16, m->generation);
     put_u64(out + 24, m->accepted_ns);
-    put_u32(out + 32, 0); /* reserved */
+    put_u64(out + 32, (uint64_t)m->id);
+    put_u64(out + 40, m->seq);
+    put_u32(out + 48, 0); /* reserved */
 }
 
 static int msg_valid(const queue_msg *m)
 {
-    if (!type_valid(m->type) || m->user <= 0 || m->payload_len > QUEUE_MAX_PAYLOAD)
+    if (!type_valid(m->type) || m->payload_len > QUEUE_MAX_PAYLOAD)
         return 0;
-    if (m->type == QMSG_EVICT && m->payload_len != 0)
+    if (m->payload_len > 0 && m->payload == NULL)
         return 0;
-    return m->payload_len == 0 || m->payload != NULL;
+    switch (m->type) {
+    case QMSG_NOTIFY:
+        return m->user > 0;
+    case QMSG_EVICT:
+        return m->user > 0 && m->payload_len == 0;
+    case QMSG_BROADCAST:
+        return m->user == 0 && m->payload_len > 0;
+    default: /* QMSG_MARKS */
+        return m->user == 0 && m->payload_len > 0 && m->payload_len % QUEUE_MARK_LEN == 0;
+    }
 }
 
 size_t queue_msg_encode(uint8_t *out, size_t out_size, const queue_msg *m)
@@ -94,10 +109,28 @@ int queue_msg_decode(const uint8_t *buf, size_t len, queue_msg *m)
     m->user = (int64_t)get_u64(buf + 8);
     m->generation = get_u64(buf + 16);
     m->accepted_ns = get_u64(buf + 24);
-    if (get_u32(buf + 32) != 0 || (size_t)m->payload_len != len - QUEUE_HEADER_LEN)
+    m->id = (int64_t)get_u64(buf + 32);
+    m->seq = get_u64(buf + 40);
+    if (get_u32(buf + 48) != 0 || (size_t)m->payload_len != len - QUEUE_HEADER_LEN)
         return -1;
     m->payload = m->payload_len ? buf + QUEUE_HEADER_LEN : NULL;
     return msg_valid(m) ? 0 : -1;
+}
+
+void queue_mark_encode(uint8_t *out, const queue_mark *m)
+{
+    put_u64(out, (uint64_t)m->user);
+    put_u64(out + 8, (uint64_t)m->id);
+    out[16] = m->state;
+    put_u64(out + 17, m->at_ms);
+}
+
+void queue_mark_decode(const uint8_t *in, queue_mark *m)
+{
+    m->user = (int64_t)get_u64(in);
+    m->id = (int64_t)get_u64(in + 8);
+    m->state = in[16];
+    m->at_ms = get_u64(in + 17);
 }
 
 int queue_pair_create(queue_pair *q)
@@ -146,22 +179,4 @@ int queue_send(int sender_end, const queue_msg *m)
         return -1;
     }
     return 0;
-}
-
-int queue_send_wait(int sender_end, const queue_msg *m, int wait_ms)
-{
-    if (queue_send(sender_end, m) == 0)
-        return 0;
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
-        return -1;
-    struct pollfd p = {.fd = sender_end, .events = POLLOUT};
-    int rc;
-    do {
-        rc = poll(&p, 1, wait_ms);
-    } while (rc < 0 && errno == EINTR);
-    if (rc <= 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return queue_send(sender_end, m);
 }

@@ -1,8 +1,10 @@
-/* queue.h — the per-slot queues: one AF_UNIX datagram socket pair per worker
- * slot, created once by the master and kept across respawns. Any process sends
- * on the slot's `in` end; the slot's worker reads the `out` end. One datagram is
- * one message: a fixed little header and, for NOTIFY, the client JSON ready to
- * be framed. */
+/* queue.h — the queues between processes: one AF_UNIX datagram socket pair
+ * per worker slot (any process sends NOTIFY, EVICT and BROADCAST on its sender
+ * end; the slot's worker reads the other), and one to the master (workers send
+ * MARKS: notifications written to a client, or acked by it). All are created
+ * once by the master and kept across respawns. One datagram is one message: a
+ * fixed little-endian header and a payload (the client JSON ready to be
+ * framed, or packed marks). */
 #ifndef WSN_QUEUE_H
 #define WSN_QUEUE_H
 
@@ -10,13 +12,17 @@
 #include <stdint.h>
 
 #define QUEUE_MAGIC 0x574eu           /* "WN" */
-#define QUEUE_HEADER_LEN 36u
+#define QUEUE_HEADER_LEN 52u
 #define QUEUE_MAX_PAYLOAD (256u * 1024u)
 #define QUEUE_MAX_DATAGRAM (QUEUE_HEADER_LEN + QUEUE_MAX_PAYLOAD)
+#define QUEUE_MARK_LEN 25u            /* one packed queue_mark */
+#define QUEUE_MAX_MARKS (QUEUE_MAX_PAYLOAD / QUEUE_MARK_LEN)
 
 typedef enum {
-    QMSG_NOTIFY = 1, /* write payload as one text frame to (user, generation) */
-    QMSG_EVICT = 2,  /* close (user, generation) with 4000: a newer connection exists */
+    QMSG_NOTIFY = 1,    /* to a worker: payload as one text frame to (user, generation) */
+    QMSG_EVICT = 2,     /* to a worker: close (user, generation) with 4000 */
+    QMSG_BROADCAST = 3, /* to a worker: payload to every open session (user 0) */
+    QMSG_MARKS = 4,     /* to the master: payload is packed queue_marks (user 0) */
 } qmsg_type;
 
 typedef struct {
@@ -24,9 +30,20 @@ typedef struct {
     int64_t user;
     uint64_t generation;
     uint64_t accepted_ns;      /* CLOCK_REALTIME ns when the master accepted it (latency) */
+    int64_t id;                /* NOTIFY, BROADCAST: the notification id */
+    uint64_t seq;              /* NOTIFY: its place in the history (0: not stored) */
     const uint8_t *payload;    /* points into the datagram buffer when decoded */
     uint32_t payload_len;
 } queue_msg;
+
+/* A worker's report on a stored notification (state: STORE_SENT, STORE_ACKED
+ * of shm/store.h; at_ms: CLOCK_REALTIME milliseconds of the ack). */
+typedef struct {
+    int64_t user;
+    int64_t id;
+    uint8_t state;
+    uint64_t at_ms;
+} queue_mark;
 
 typedef struct {
     int worker_end;   /* read by the slot's worker */
@@ -39,13 +56,14 @@ size_t queue_msg_encode(uint8_t *out, size_t out_size, const queue_msg *m);
 /* Decode a received datagram. Returns 0, or -1 when truncated or corrupt. */
 int queue_msg_decode(const uint8_t *buf, size_t len, queue_msg *m);
 
+/* Pack a mark into QUEUE_MARK_LEN bytes at out; unpack one. */
+void queue_mark_encode(uint8_t *out, const queue_mark *m);
+void queue_mark_decode(const uint8_t *in, queue_mark *m);
+
 /* Non-blocking, close-on-exec SOCK_DGRAM pair with a large send buffer. Returns 0 or -1. */
 int queue_pair_create(queue_pair *q);
 
 /* Send one message without blocking. Returns 0, or -1 with errno (EAGAIN: queue full). */
 int queue_send(int sender_end, const queue_msg *m);
-
-/* As queue_send, but wait up to wait_ms for room in a full queue. */
-int queue_send_wait(int sender_end, const queue_msg *m, int wait_ms);
 
 #endif

@@ -38,6 +38,9 @@ typedef struct {
     _Atomic uint64_t latency_bucket[REGION_LATENCY_BUCKETS];
     _Atomic uint64_t latency_sum_ns;
     _Atomic uint64_t reload_ack;    /* the reload generation this worker has applied */
+    /* Set by anyone whose EVICT for this slot could not be queued: the slot's
+     * worker then checks every connection it holds against the directory. */
+    _Atomic uint32_t reconcile_requested;
     char pad[64];
 } region_slot;
 

@@ -26,6 +26,8 @@ typedef struct client {
     int64_t user_id;
     uint64_t generation;
     uint8_t phase;
+    uint16_t ctl_count;         /* ping/pong frames in the current second (ws_session.c) */
+    uint32_t ctl_window;        /* loop->now when that second began */
     union {
         struct {
             char *head;                 /* partial request head, NULL when none */

@@ -31,6 +31,7 @@
 
 const char conn_error_eof[] = "end of stream";
 const char conn_error_slow_reader[] = "slow reader";
+const char conn_error_loop_output[] = "worker output limit";
 
 /* conn_io_* results besides byte counts */
 enum { CONN_IO_AGAIN = -1, CONN_IO_ERROR = -2 };
@@ -247,6 +248,7 @@ void conn_reap(conn_loop *l)
     conn *c;
     while ((c = l->dead.head) != NULL) {
         conn_list_remove(&l->dead, c);
+        l->out_total -= c->out_len;
         free(c->out);
         c->out = NULL;
         SSL_free(c->ssl);
@@ -277,10 +279,63 @@ static void conn_output_drained(conn *c)
 {
     free(c->out);
     c->out = NULL;
-    c->out_len = c->out_off = 0;
+    c->out_head = c->out_len = c->out_cap = 0;
     conn_update_write_interest(c);
     if (c->state == CONN_CLOSING)
         conn_half_close(c);
+}
+
+/* Room for `more` unsent bytes. The buffer is a ring, so appending and
+ * draining never move bytes; it only grows, by doubling (up to
+ * CONN_MAX_OUTPUT), which copies each byte O(1) times amortized. */
+static int conn_reserve(conn *c, size_t more)
+{
+    if ((size_t)c->out_len + more <= c->out_cap)
+        return 0;
+    size_t cap = c->out_cap ? 2 * (size_t)c->out_cap : 4096;
+    while (cap < (size_t)c->out_len + more)
+        cap *= 2;
+    if (cap > CONN_MAX_OUTPUT)
+        cap = CONN_MAX_OUTPUT; /* callers never ask beyond it */
+    uint8_t *out = malloc(cap);
+    if (out == NULL)
+        return -1;
+    size_t first = c->out_cap - c->out_head < c->out_len ? c->out_cap - c->out_head : c->out_len;
+    if (first > 0)
+        memcpy(out, c->out + c->out_head, first);
+    if (c->out_len > first)
+        memcpy(out + first, c->out, c->out_len - first);
+    c->loop->out_copied += c->out_len;
+    free(c->out);
+    c->out = out;
+    c->out_cap = (uint32_t)cap;
+    c->out_head = 0;
+    return 0;
+}
+
+static void ring_append(conn *c, const uint8_t *data, size_t n)
+{
+    size_t tail = ((size_t)c->out_head + c->out_len) % c->out_cap;
+    size_t first = c->out_cap - tail < n ? c->out_cap - tail : n;
+    memcpy(c->out + tail, data, first);
+    memcpy(c->out, data + first, n - first);
+    c->out_len += (uint32_t)n;
+}
+
+/* The unsent bytes as at most two contiguous pieces, oldest first. */
+static int ring_pieces(const conn *c, struct iovec iov[2])
+{
+    size_t first = c->out_cap - c->out_head < c->out_len ? c->out_cap - c->out_head : c->out_len;
+    iov[0] = (struct iovec){.iov_base = c->out + c->out_head, .iov_len = first};
+    iov[1] = (struct iovec){.iov_base = c->out, .iov_len = c->out_len - first};
+    return iov[1].iov_len > 0 ? 2 : 1;
+}
+
+static void ring_consume(conn *c, size_t n)
+{
+    c->out_head = (uint32_t)(((size_t)c->out_head + n) % c->out_cap);
+    c->out_len -= (uint32_t)n;
+    c->loop->out_total -= n;
 }
 
 static int conn_buffer(conn *c, const struct iovec *iov, int iovcnt, size_t skip)
@@ -289,21 +344,19 @@ static int conn_buffer(conn *c, const struct iovec *iov, int iovcnt, size_t skip
     for (int i = 0; i < iovcnt; i++)
         total += iov[i].iov_len;
     size_t rest = total - skip;
-    size_t pending = c->out_len - c->out_off;
-    if (pending + rest > CONN_MAX_OUTPUT) {
+    if ((size_t)c->out_len + rest > CONN_MAX_OUTPUT) {
         conn_abort(c, conn_error_slow_reader); /* the protocol logs who it was */
         return -1;
     }
-    if (c->out_off > 0 && pending > 0)
-        memmove(c->out, c->out + c->out_off, pending);
-    uint8_t *out = realloc(c->out, pending + rest);
-    if (out == NULL) {
+    conn_loop *l = c->loop;
+    if (l->out_limit != 0 && l->out_total + rest > l->out_limit) {
+        conn_abort(c, conn_error_loop_output);
+        return -1;
+    }
+    if (conn_reserve(c, rest) != 0) {
         conn_abort(c, "out of memory buffering output");
         return -1;
     }
-    c->out = out;
-    c->out_off = 0;
-    c->out_len = (uint32_t)pending;
     for (int i = 0; i < iovcnt; i++) {
         size_t len = iov[i].iov_len;
         const uint8_t *base = iov[i].iov_base;
@@ -311,10 +364,11 @@ static int conn_buffer(conn *c, const struct iovec *iov, int iovcnt, size_t skip
             skip -= len;
             continue;
         }
-        memcpy(c->out + c->out_len, base + skip, len - skip);
-        c->out_len += (uint32_t)(len - skip);
+        ring_append(c, base + skip, len - skip);
         skip = 0;
     }
+    l->out_total += rest;
+    l->out_copied += rest;
     conn_update_write_interest(c);
     return c->state == CONN_DEAD ? -1 : 0;
 }
@@ -439,8 +493,13 @@ static void conn_on_readable(conn *c)
 
 static void conn_on_writable(conn *c)
 {
-    while (c->out_off < c->out_len) {
-        ssize_t n = conn_io_write(c, c->out + c->out_off, c->out_len - c->out_off);
+    while (c->out_len > 0) {
+        struct iovec iov[2];
+        int pieces = ring_pieces(c, iov);
+        /* TLS writes the oldest piece only: a retry after WANT_* must start
+         * with the same bytes, and the ring never moves them. */
+        ssize_t n = c->ssl != NULL ? conn_io_write(c, iov[0].iov_base, iov[0].iov_len)
+                                   : conn_plain_writev(c, iov, pieces);
         if (n == CONN_IO_AGAIN) {
             conn_update_write_interest(c); /* a TLS write may now wait for a read */
             return;
@@ -449,7 +508,7 @@ static void conn_on_writable(conn *c)
             conn_abort(c, "write error");
             return;
         }
-        c->out_off += (uint32_t)n;
+        ring_consume(c, (size_t)n);
     }
     conn_output_drained(c);
 }

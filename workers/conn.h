@@ -56,6 +56,9 @@ typedef struct {
     uint32_t now;              /* monotonic milliseconds (wrapping), refreshed per event */
     conn_list closing;         /* ordered by close start: oldest first */
     conn_list dead;            /* aborted during this event, freed by conn_reap */
+    size_t out_total;          /* unsent bytes of every connection of the loop */
+    size_t out_limit;          /* over it, the connection adding output is dropped (0: none) */
+    uint64_t out_copied;       /* bytes ever copied into or within output buffers */
 } conn_loop;
 
 typedef enum {
@@ -71,9 +74,10 @@ struct conn {
     conn_list *list;
     conn_loop *loop;
     const conn_ops *ops;
-    uint8_t *out;               /* unsent output, NULL when none */
-    uint32_t out_len;
-    uint32_t out_off;
+    uint8_t *out;               /* unsent output: a ring of out_cap bytes, NULL when none */
+    uint32_t out_head;          /* where the oldest unsent byte is */
+    uint32_t out_len;           /* unsent bytes */
+    uint32_t out_cap;
     uint32_t since;             /* loop->now of the protocol's choosing, or close start */
     struct ssl_st *ssl;         /* TLS session; NULL on a plain connection */
     uint8_t state;
@@ -85,6 +89,7 @@ struct conn {
 /* Reasons of an abort that a protocol may want to tell apart (by pointer). */
 extern const char conn_error_eof[];          /* the peer closed its end */
 extern const char conn_error_slow_reader[];  /* over CONN_MAX_OUTPUT unsent */
+extern const char conn_error_loop_output[];  /* the loop's out_limit reached */
 
 /* Refresh l->now from CLOCK_MONOTONIC_COARSE. */
 void conn_loop_clock(conn_loop *l);
@@ -97,9 +102,11 @@ int conn_init(conn *c, conn_loop *l, int fd, struct ssl_ctx_st *tls, const conn_
 /* The next protocol's callbacks, from the next event on. */
 void conn_set_ops(conn *c, const conn_ops *ops);
 
-/* Queue bytes for the peer (written at once as far as the socket takes them).
- * Returns 0, or -1 when the connection was aborted (slow reader over
- * CONN_MAX_OUTPUT, write error) or is not open for writing. */
+/* Queue bytes for the peer (written at once as far as the socket takes them;
+ * the rest is buffered, amortized O(1) per byte however it is appended and
+ * drained). Returns 0, or -1 when the connection was aborted (slow reader over
+ * CONN_MAX_OUTPUT, the loop over out_limit, write error) or is not open for
+ * writing. */
 int conn_write(conn *c, const void *data, size_t len);
 int conn_writev(conn *c, const struct iovec *iov, int iovcnt);
 

@@ -294,6 +294,25 @@ http_parse_status http_request_parse(const char *buf, size_t len, http_request *
     return st;
 }
 
+http_parse_status http_head_append(char *buf, uint32_t *len, const uint8_t *data, size_t n,
+                                   http_request *req, size_t *head_len, unsigned *parses)
+{
+    size_t room = HTTP_MAX_HEAD + 1 - *len;
+    size_t take = n < room ? n : room;
+    memcpy(buf + *len, data, take);
+    *len += (uint32_t)take;
+    /* Until a line ends nothing new can be decided: the parser would only
+     * walk the same bytes again. */
+    if (memchr(data, '\n', take) == NULL && *len <= HTTP_MAX_HEAD)
+        return HTTP_PARSE_INCOMPLETE;
+    if (parses != NULL)
+        (*parses)++;
+    http_parse_status st = http_request_parse(buf, *len, req, head_len);
+    if (st == HTTP_PARSE_INCOMPLETE && *len > HTTP_MAX_HEAD)
+        return HTTP_PARSE_TOO_LARGE;
+    return st;
+}
+
 const http_header *http_request_header(const http_request *req, const char *name)
 {
     if (req == NULL || name == NULL)
@@ -305,6 +324,19 @@ const http_header *http_request_header(const http_request *req, const char *name
             return h;
     }
     return NULL;
+}
+
+size_t http_request_header_count(const http_request *req, const char *name)
+{
+    if (req == NULL || name == NULL)
+        return 0;
+    size_t n = strlen(name);
+    size_t count = 0;
+    for (size_t i = 0; i < req->header_count; i++) {
+        const http_header *h = &req->headers[i];
+        count += h->name_len == n && ascii_equal_nocase(h->name, name, n);
+    }
+    return count;
 }
 
 bool http_token_list_has(const char *value, size_t len, const char *token)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define HTTP_MAX_HEAD 8192     /* request line + headers + blank line */
 #define HTTP_MAX_HEADERS 64
@@ -44,8 +45,21 @@ typedef enum {
 http_parse_status http_request_parse(const char *buf, size_t len, http_request *req,
                                      size_t *head_len);
 
+/* Add n bytes that arrived after the len bytes already in buf (which has room
+ * for HTTP_MAX_HEAD + 1 bytes; at most that many are kept, the last proving
+ * "too large"), and parse only when they end a line or fill the window: a
+ * head sent a byte at a time costs one parse per line, not one per byte (at
+ * most HTTP_MAX_HEADERS + 2 parses of at most HTTP_MAX_HEAD bytes). *len grows;
+ * *parses (may be NULL) counts the parses. Returns INCOMPLETE, or what
+ * http_request_parse returned (OK: *req and *head_len describe buf). */
+http_parse_status http_head_append(char *buf, uint32_t *len, const uint8_t *data, size_t n,
+                                   http_request *req, size_t *head_len, unsigned *parses);
+
 /* First header with this name (case-insensitive), NULL when absent. */
 const http_header *http_request_header(const http_request *req, const char *name);
+
+/* How many headers have this name (case-insensitive). */
+size_t http_request_header_count(const http_request *req, const char *name);
 
 /* The comma-separated value contains token (case-insensitive), e.g. "keep-alive, Upgrade". */
 bool http_token_list_has(const char *value, size_t len, const char *token);

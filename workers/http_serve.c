@@ -145,7 +145,8 @@ static bool upgrade_request_valid(client *c, const http_request *req, const http
 {
     const http_header *upgrade = http_request_header(req, "Upgrade");
     if (upgrade == NULL || !http_token_list_has(upgrade->value, upgrade->value_len, "websocket")) {
-        reply_error(c, 426, "WebSocket upgrade required", "Upgrade: websocket\r\n");
+        reply_error(c, 426, "WebSocket upgrade required",
+                    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
         return false;
     }
     const http_header *connection = http_request_header(req, "Connection");
@@ -203,7 +204,20 @@ static bool claim_user(client *c, int64_t user, uint64_t *generation)
         .generation = directory_next_generation(w->shm.dir),
     };
     dir_holder prev;
-    if (directory_claim(w->shm.dir, user, &me, &prev) == DIR_FULL) {
+    switch (directory_claim(w->shm.dir, user, &me, &prev)) {
+    case DIR_OK:
+        break;
+    case DIR_STALE:
+        /* The master has declared this worker's incarnation dead: its sessions
+         * are invisible to the router. Refuse, and make way for a new one. */
+        log_error("this worker's directory epoch %u is stale: refusing UserID=%lld and "
+                  "stopping so that the master starts a fresh worker",
+                  w->epoch, (long long)user);
+        reply_error(c, 503, "worker restarting", "Retry-After: 1\r\n");
+        w->stop_requested = true; /* the loop's next tick stops it */
+        return false;
+    case DIR_FULL:
+    default:
         log_warn("directory full (%u users): refusing UserID=%lld",
                  directory_capacity(w->shm.dir), (long long)user);
         reply_error(c, 503, "server at connection capacity", "Retry-After: 5\r\n");
@@ -266,6 +280,11 @@ static bool refused_unless_get(client *c, const http_request *req)
 
 static void route(client *c, const http_request *req, uint8_t *rest, size_t rest_len)
 {
+    /* RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a 400. */
+    if (req->version_minor >= 1 && http_request_header_count(req, "Host") != 1) {
+        reply_error(c, 400, "exactly one Host header required", "");
+        return;
+    }
     if (path_is(req, "/ws")) {
         if (!refused_unless_get(c, req))
             serve_upgrade(c, req, rest, rest_len);
@@ -323,16 +342,10 @@ static void on_http_data(conn *c, uint8_t *data, size_t len)
         cl->u.http.head_len = (uint32_t)len;
         return;
     }
-    /* Never hold more than the limit plus one byte (which proves "too large"). */
     char *head = cl->u.http.head;
-    uint32_t have = cl->u.http.head_len;
-    size_t room = HTTP_MAX_HEAD + 1 - have;
-    size_t take = len < room ? len : room;
-    memcpy(head + have, data, take);
-    have += (uint32_t)take;
-    cl->u.http.head_len = have;
-    st = http_request_parse(head, have, &req, &head_len);
+    st = http_head_append(head, &cl->u.http.head_len, data, len, &req, &head_len, NULL);
     if (st == HTTP_PARSE_OK) {
+        uint32_t have = cl->u.http.head_len;
         /* Taken out first: an upgrade reuses the HTTP state's memory. */
         cl->u.http.head = NULL;
         cl->u.http.head_len = 0;
@@ -340,8 +353,8 @@ static void on_http_data(conn *c, uint8_t *data, size_t len)
         free(head);
         return;
     }
-    if (st != HTTP_PARSE_INCOMPLETE || have > HTTP_MAX_HEAD)
-        http_error(cl, st == HTTP_PARSE_INCOMPLETE ? HTTP_PARSE_TOO_LARGE : st);
+    if (st != HTTP_PARSE_INCOMPLETE)
+        http_error(cl, st);
 }
 
 /* Nothing is registered before the upgrade. */

@@ -94,3 +94,20 @@ int user_map_remove(user_map *m, int64_t user, const void *value)
     m->count--;
     return 1;
 }
+
+size_t user_map_slots(const user_map *m)
+{
+    return m->entries != NULL ? m->mask + 1 : 0;
+}
+
+size_t user_map_scan(const user_map *m, size_t *pos, size_t max, void **out)
+{
+    size_t n = 0;
+    size_t slots = user_map_slots(m);
+    size_t i = *pos < slots ? *pos : 0;
+    for (; i < slots && n < max; i++)
+        if (m->entries[i].user != 0)
+            out[n++] = m->entries[i].value;
+    *pos = i < slots ? i : 0;
+    return n;
+}

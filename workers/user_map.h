@@ -30,4 +30,12 @@ int user_map_put(user_map *m, int64_t user, void *value);
 /* Remove user if it maps to value. Returns 1 if removed. */
 int user_map_remove(user_map *m, int64_t user, const void *value);
 
+/* Walk the table in slot order from *pos: up to max values go into out
+ * (their count is returned), and *pos moves past them (back to 0 after the
+ * last slot). The map must not change between the call and the use of out. */
+size_t user_map_scan(const user_map *m, size_t *pos, size_t max, void **out);
+
+/* Slots in the table (the range of a scan position). */
+size_t user_map_slots(const user_map *m);
+
 #endif

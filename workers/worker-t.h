@@ -36,7 +36,11 @@ typedef struct worker {
     conn_list handshaking;             /* HTTP stage, ordered by arrival: oldest first */
     conn_list open;                    /* WebSocket, ordered by last received byte: oldest first */
     uint8_t *qbuf;                     /* one queue datagram */
+    size_t reconcile_pos;              /* where the slow directory pass goes on */
+    uint64_t handshakes_dropped;       /* --max-handshakes: oldest closed for a newcomer */
+    uint32_t handshakes_logged_at;
     bool stopping;
+    bool stop_requested;               /* a stale directory epoch was met: stop and be respawned */
     uint32_t stop_started;
 } worker;
 

@@ -29,6 +29,8 @@
 #define WORKER_ACCEPTS_PER_EVENT 64
 #define WORKER_QUEUE_READS_PER_EVENT 256
 #define WORKER_STOP_GRACE 3u   /* seconds for clients to take their 1001 */
+#define WORKER_RECONCILE_ROUND 30  /* seconds for the slow pass to see every session */
+#define WORKER_RECONCILE_MIN 256   /* sessions checked per tick at least */
 
 static void worker_pause_accept(worker *w)
 {
@@ -45,6 +47,25 @@ static void worker_on_resume_accept(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     if (!w->stopping && event_add(w->accept_ev, NULL) != 0)
         log_error("cannot resume accepting");
+}
+
+/* --max-handshakes: unauthenticated connections (each holding at most an
+ * 8 KiB request head, plus OpenSSL's handshake state under TLS) are bounded
+ * per worker. A new one pushes out the oldest, so a slow sender holding many
+ * cannot lock newcomers out. One line a second at most, with the count. */
+static void drop_oldest_handshake(worker *w)
+{
+    conn *oldest = w->handshaking.head;
+    if (oldest == NULL)
+        return;
+    w->handshakes_dropped++;
+    if (w->loop.now - w->handshakes_logged_at >= 1000u || w->handshakes_dropped == 1) {
+        log_warn("%u connections still in their handshake (--max-handshakes): closing the "
+                 "oldest (%llu so far)",
+                 w->cfg->max_handshakes, (unsigned long long)w->handshakes_dropped);
+        w->handshakes_logged_at = w->loop.now;
+    }
+    conn_abort(oldest, "too many handshakes");
 }
 
 static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
@@ -67,6 +88,8 @@ static void worker_on_accept(evutil_socket_t fd, short what, void *arg)
         int one = 1;
         if (setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
             log_debug("TCP_NODELAY: %s", strerror(errno));
+        if (w->handshaking.count >= w->cfg->max_handshakes)
+            drop_oldest_handshake(w);
         http_serve_accept(w, cfd);
     }
     conn_reap(&w->loop);
@@ -97,8 +120,23 @@ static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
     conn_reap(&w->loop);
 }
 
+static void worker_stop(worker *w);
+
 /* Milliseconds since a loop.now stamp; unsigned wrap-around keeps it right. */
 static uint32_t elapsed_ms(const worker *w, uint32_t since) { return w->loop.now - since; }
+
+/* Sessions whose EVICT was lost: all of them at once when someone asked
+ * (ws_session_send_evict), else a slice per tick so every session is
+ * checked against the directory within WORKER_RECONCILE_ROUND seconds. */
+static void reconcile(worker *w)
+{
+    bool asked = atomic_exchange_explicit(&w->stats->reconcile_requested, 0,
+                                          memory_order_acq_rel) != 0;
+    size_t slice = w->users.count / WORKER_RECONCILE_ROUND + 1;
+    if (slice < WORKER_RECONCILE_MIN)
+        slice = WORKER_RECONCILE_MIN;
+    ws_session_reconcile(w, &w->reconcile_pos, asked ? w->users.count : slice);
+}
 
 /* Deadlines, checked once a second from the head of each ordered list. */
 static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
@@ -115,6 +153,7 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
             conn_abort(c, "handshake timeout");
     }
     conn_sweep_closing(&w->loop);
+    reconcile(w);
     uint32_t silent = 2 * w->cfg->heartbeat;
     while ((c = w->open.head) != NULL && elapsed_ms(w, c->since) >= silent * 1000u) {
         log_info("closing UserID=%lld: silent for %u s", (long long)client_of(c)->user_id, silent);
@@ -123,6 +162,10 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
             conn_abort(c, "heartbeat timeout");
     }
     conn_reap(&w->loop);
+    if (w->stop_requested && !w->stopping) {
+        log_error("stopping: this worker's directory epoch is stale");
+        worker_stop(w);
+    }
     if (w->stopping && w->open.count + w->loop.closing.count + w->handshaking.count == 0)
         event_base_loopbreak(w->loop.base);
     else if (w->stopping && elapsed_ms(w, w->stop_started) >= WORKER_STOP_GRACE * 1000u)
@@ -254,6 +297,7 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     if (worker_load_reloadables(&w) != 0)
         goto out;
     w.loop.scratch_size = WORKER_SCRATCH;
+    w.loop.out_limit = (size_t)cfg->max_pending_output << 20;
     w.loop.scratch = malloc(w.loop.scratch_size);
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
     if (w.loop.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0) {

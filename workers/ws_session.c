@@ -12,7 +12,7 @@
 #include "src/common/log.h"
 #include "workers/worker-t.h"
 
-#define WS_SESSION_EVICT_WAIT_MS 20 /* bounded wait for room in another worker's queue */
+#define RECONCILE_CHUNK 256      /* connections checked per directory pass step */
 
 static const char pong_json[] = "{\"type\":\"pong\",\"data\":{\"status\":\"ok\"}}";
 static const char invalid_json[] =
@@ -80,6 +80,10 @@ static void on_ws_close(conn *io, const char *why)
     if (why == conn_error_slow_reader)
         log_warn("slow client: over %u bytes unsent, dropping it (UserID=%lld)",
                  CONN_MAX_OUTPUT, (long long)c->user_id);
+    else if (why == conn_error_loop_output)
+        log_warn("dropping UserID=%lld: this worker's unsent output reached "
+                 "--max-pending-output (%u MiB)",
+                 (long long)c->user_id, w->cfg->max_pending_output);
     else if (why == conn_error_eof)
         log_debug("client closed without a close frame (UserID=%lld)", (long long)c->user_id);
     user_map_remove(&w->users, c->user_id, c);
@@ -90,6 +94,14 @@ static void on_ws_close(conn *io, const char *why)
 }
 
 static void on_ws_data(conn *io, uint8_t *data, size_t len);
+
+/* Close a displaced session with 4000, counted. */
+static void evict(worker *w, client *c)
+{
+    atomic_fetch_add_explicit(&w->stats->evictions, 1, memory_order_relaxed);
+    log_info("evicting UserID=%lld: replaced by a newer connection", (long long)c->user_id);
+    ws_session_close(c, WS_CLOSE_REPLACED, "replaced by a newer connection");
+}
 
 static const conn_ops ws_ops = {
     .on_data = on_ws_data,
@@ -104,6 +116,12 @@ void ws_session_open(client *c, int64_t user_id, uint64_t generation, const char
     c->user_id = user_id;
     c->generation = generation;
     c->io.since = w->loop.now;
+    /* An older session of this user here was displaced already (the claim
+     * just made this one the holder), though its EVICT may still be on the
+     * way, or lost: close it now, or it would stay open unrouted for ever. */
+    client *older = user_map_get(&w->users, user_id);
+    if (older != NULL)
+        evict(w, older);
     if (user_map_put(&w->users, user_id, c) != 0) {
         directory_release(w->shm.dir, user_id, generation);
         conn_abort(&c->io, "out of memory registering a user");
@@ -177,12 +195,47 @@ static bool message_rate_ok(client *c)
     return false;
 }
 
+/* What one feed of bytes leaves to do once every frame in it was read. */
+typedef struct {
+    client *c;
+    bool pong_due;
+    uint8_t pong_len;
+    uint8_t pong[WS_MAX_CONTROL_PAYLOAD];
+} feed_ctx;
+
+/* Pings and pongs: at most WS_SESSION_CONTROL_PER_SECOND in a fixed second
+ * (they do not count as messages); a flood is closed with 1008. */
+static bool control_rate_ok(client *c)
+{
+    worker *w = client_worker(c);
+    if (w->loop.now - c->ctl_window >= 1000u) {
+        c->ctl_window = w->loop.now;
+        c->ctl_count = 0;
+    }
+    if (++c->ctl_count <= WS_SESSION_CONTROL_PER_SECOND)
+        return true;
+    log_info("closing UserID=%lld with 1008: more than %u ping/pong frames per second",
+             (long long)c->user_id, WS_SESSION_CONTROL_PER_SECOND);
+    ws_session_close(c, WS_CLOSE_POLICY, "control frame flood");
+    return false;
+}
+
 static int on_ws_event(void *ctx, const ws_event *ev)
 {
-    client *c = ctx;
+    feed_ctx *f = ctx;
+    client *c = f->c;
     atomic_fetch_add_explicit(&client_worker(c)->stats->frames_in, 1, memory_order_relaxed);
     if ((ev->type == WS_EV_TEXT || ev->type == WS_EV_BINARY) && !message_rate_ok(c))
         return 1;
+    if ((ev->type == WS_EV_PING || ev->type == WS_EV_PONG) && !control_rate_ok(c))
+        return 1;
+    /* A due pong goes before any reply to a later message, keeping the order
+     * the client sent them in; only pings in a row share one pong. */
+    if (f->pong_due && (ev->type == WS_EV_TEXT || ev->type == WS_EV_BINARY)) {
+        f->pong_due = false;
+        if (ws_session_send(c, WS_OP_PONG, f->pong, f->pong_len) != 0)
+            return 1;
+    }
     switch (ev->type) {
     case WS_EV_TEXT:
         on_client_text(c, ev->data, ev->len);
@@ -191,7 +244,11 @@ static int on_ws_event(void *ctx, const ws_event *ev)
         send_text(c, binary_json, sizeof binary_json - 1);
         break;
     case WS_EV_PING:
-        ws_session_send(c, WS_OP_PONG, ev->data, ev->len);
+        /* Answered once the whole read is parsed, for the latest ping only
+         * (RFC 6455 5.5.3): a burst of pings costs one write, not one each. */
+        f->pong_due = true;
+        f->pong_len = (uint8_t)ev->len;
+        memcpy(f->pong, ev->data, ev->len);
         break;
     case WS_EV_PONG:
         break;
@@ -215,7 +272,10 @@ static const char *close_reason(int code)
 
 void ws_session_feed(client *c, uint8_t *data, size_t len)
 {
-    int rc = ws_reader_feed(&c->u.ws.reader, data, len, on_ws_event, c);
+    feed_ctx f = {.c = c};
+    int rc = ws_reader_feed(&c->u.ws.reader, data, len, on_ws_event, &f);
+    if (f.pong_due && c->io.state == CONN_OPEN)
+        ws_session_send(c, WS_OP_PONG, f.pong, f.pong_len);
     if (rc > 0 && c->io.state == CONN_OPEN) {
         log_info("closing UserID=%lld with %d: %s", (long long)c->user_id, rc, close_reason(rc));
         ws_session_close(c, (uint16_t)rc, close_reason(rc));
@@ -251,22 +311,57 @@ void ws_session_evict(worker *w, int64_t user, uint64_t generation)
     client *c = user_map_get(&w->users, user);
     if (c == NULL || c->generation != generation || c->io.state != CONN_OPEN)
         return; /* already gone */
-    atomic_fetch_add_explicit(&w->stats->evictions, 1, memory_order_relaxed);
-    log_info("evicting UserID=%lld: replaced by a newer connection", (long long)user);
-    ws_session_close(c, WS_CLOSE_REPLACED, "replaced by a newer connection");
+    evict(w, c);
 }
 
 int ws_session_send_evict(worker *w, int slot, int64_t user, uint64_t generation)
 {
     queue_msg m = {.type = QMSG_EVICT, .user = user, .generation = generation};
-    /* A short bounded wait: an eviction lost to a full queue would leave the
-     * older connection open (though no longer routed to). */
-    if (queue_send_wait(w->h.queue_out[slot], &m, WS_SESSION_EVICT_WAIT_MS) != 0) {
-        /* The other worker is stuck; its entry was replaced in the directory
-         * anyway, so the old connection can no longer receive notifications. */
-        log_warn("cannot send eviction of UserID=%lld to worker %d: %s", (long long)user, slot,
-                 strerror(errno));
+    /* Never wait for a stuck worker: that would stall this loop. A lost EVICT
+     * is repaired by the other worker itself, which checks its sessions
+     * against the directory (at once when asked here, else in its slow pass). */
+    if (queue_send(w->h.queue_out[slot], &m) != 0) {
+        atomic_store_explicit(&w->shm.hdr->slot[slot].reconcile_requested, 1,
+                              memory_order_release);
+        log_warn("cannot queue the eviction of UserID=%lld to worker %d (%s): it will find "
+                 "the newer connection in the directory",
+                 (long long)user, slot, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+/* A session the directory no longer names as its user's holder. */
+static bool displaced(worker *w, const client *c)
+{
+    dir_holder h;
+    return !directory_lookup(w->shm.dir, c->user_id, &h) || h.slot != w->h.slot ||
+           h.epoch != w->epoch || h.generation != c->generation;
+}
+
+size_t ws_session_reconcile(worker *w, size_t *pos, size_t max)
+{
+    size_t evicted = 0;
+    size_t checked = 0;
+    void *batch[RECONCILE_CHUNK];
+    while (checked < max) {
+        size_t want = max - checked < RECONCILE_CHUNK ? max - checked : RECONCILE_CHUNK;
+        /* Collected first: closing a session changes the map being walked. */
+        size_t n = user_map_scan(&w->users, pos, want, batch);
+        if (n == 0 && *pos == 0)
+            n = user_map_scan(&w->users, pos, want, batch); /* the walk wrapped around */
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            client *c = batch[i];
+            if (c->io.state == CONN_OPEN && displaced(w, c)) {
+                log_info("UserID=%lld has a newer connection elsewhere (its eviction was lost)",
+                         (long long)c->user_id);
+                evict(w, c);
+                evicted++;
+            }
+        }
+        checked += n;
+    }
+    return evicted;
 }

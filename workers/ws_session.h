@@ -10,6 +10,8 @@
 
 #include "workers/client.h"
 
+#define WS_SESSION_CONTROL_PER_SECOND 100u  /* ping + pong frames a client may send */
+
 struct worker;
 
 /* Register the upgraded connection (its directory entry is claimed), then
@@ -32,7 +34,14 @@ void ws_session_deliver(struct worker *w, int64_t user, uint64_t generation, con
                         size_t len, uint64_t accepted_ns);
 void ws_session_evict(struct worker *w, int64_t user, uint64_t generation);
 
-/* Ask another slot's worker to close (user, generation) with 4000. Returns 0 or -1 (logged). */
+/* Ask another slot's worker to close (user, generation) with 4000, never
+ * waiting. When its queue is full the EVICT is lost: the slot is asked to
+ * reconcile instead. Returns 0, or -1 (logged). */
 int ws_session_send_evict(struct worker *w, int slot, int64_t user, uint64_t generation);
+
+/* Check up to max sessions, from scan position *pos on, against the
+ * directory, and close with 4000 those it no longer names as their user's
+ * holder (their EVICT was lost). Returns how many were closed. */
+size_t ws_session_reconcile(struct worker *w, size_t *pos, size_t max);
 
 #endif

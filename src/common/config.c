@@ -17,6 +17,8 @@ enum {
     OPT_HEARTBEAT,
     OPT_MAX_CONNECTS,
     OPT_MAX_MESSAGES,
+    OPT_MAX_HANDSHAKES,
+    OPT_MAX_PENDING_OUTPUT,
     OPT_LOG_LEVEL_FILE,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
@@ -34,6 +36,8 @@ static const struct option long_options[] = {
     {"log-level", required_argument, NULL, 'l'},
     {"max-connects-per-minute", required_argument, NULL, OPT_MAX_CONNECTS},
     {"max-messages-per-second", required_argument, NULL, OPT_MAX_MESSAGES},
+    {"max-handshakes", required_argument, NULL, OPT_MAX_HANDSHAKES},
+    {"max-pending-output", required_argument, NULL, OPT_MAX_PENDING_OUTPUT},
     {"log-level-file", required_argument, NULL, OPT_LOG_LEVEL_FILE},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
@@ -64,6 +68,11 @@ void config_print_help(FILE *out)
             "      --max-messages-per-second N\n"
             "                              client messages per connection per second, 0..10000,\n"
             "                              over it: close 1008; 0 = no limit (default: 10)\n"
+            "      --max-handshakes N      per worker, connections still in TLS or the HTTP\n"
+            "                              request; one more closes the oldest (default: 4096)\n"
+            "      --max-pending-output MIB\n"
+            "                              per worker, unsent output of all its connections;\n"
+            "                              the one going over it is dropped (default: 256)\n"
             "      --log-level-file PATH   file whose first word is the log level; overrides\n"
             "                              --log-level and is re-read on SIGHUP (default: none)\n"
             "      --tls-cert FILE         PEM certificate (chain): the HTTP/WebSocket port then\n"
@@ -93,6 +102,8 @@ void config_defaults(wsn_config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->max_connects_per_minute = 5;
     cfg->max_messages_per_second = 10;
+    cfg->max_handshakes = 4096;
+    cfg->max_pending_output = 256;
 }
 
 static bool parse_address(const char *s, char *out, size_t out_size)
@@ -185,6 +196,17 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
                 return bad_value(err, err_size, "--max-connects-per-minute", optarg,
                                  "0..1000, 0 = no limit");
             cfg->max_connects_per_minute = (uint32_t)v;
+            break;
+        case OPT_MAX_HANDSHAKES:
+            if (!decimal_parse_range(optarg, 1, 1048576, &v))
+                return bad_value(err, err_size, "--max-handshakes", optarg, "1..1048576");
+            cfg->max_handshakes = (uint32_t)v;
+            break;
+        case OPT_MAX_PENDING_OUTPUT:
+            if (!decimal_parse_range(optarg, 1, 1048576, &v))
+                return bad_value(err, err_size, "--max-pending-output", optarg,
+                                 "1..1048576 MiB");
+            cfg->max_pending_output = (uint32_t)v;
             break;
         case OPT_MAX_MESSAGES:
             if (!decimal_parse_range(optarg, 0, CONFIG_MAX_MESSAGES_PER_SECOND, &v))

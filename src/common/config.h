@@ -26,6 +26,8 @@ typedef struct {
     log_level log_level;
     uint32_t max_connects_per_minute;  /* per user, attempts with a valid token; 0 = no limit */
     uint32_t max_messages_per_second;  /* per connection, data messages; 0 = no limit */
+    uint32_t max_handshakes;       /* per worker, connections not yet upgraded */
+    uint32_t max_pending_output;   /* per worker, MiB of unsent output, all connections */
     const char *log_level_file;    /* NULL: none; else its first word overrides log_level (re-read on SIGHUP) */
     const char *tls_cert;          /* PEM certificate (chain); NULL: plain HTTP/WebSocket */
     const char *tls_key;           /* PEM private key; set exactly when tls_cert is */

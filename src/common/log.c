@@ -4,15 +4,18 @@
 #include "src/common/log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+/* The role is set once, before any thread starts; the level changes on
+ * SIGHUP while the master's gRPC thread logs, hence atomic. */
 typedef struct {
     char role[32];
-    log_level level;
+    _Atomic int level;
 } log_context;
 
 static log_context log_ctx = {"wsnotifyd", LOG_INFO};
@@ -22,12 +25,18 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 void log_setup(const char *role, log_level level)
 {
     snprintf(log_ctx.role, sizeof log_ctx.role, "%s", role);
-    log_ctx.level = level;
+    atomic_store_explicit(&log_ctx.level, (int)level, memory_order_relaxed);
 }
 
-void log_set_level(log_level level) { log_ctx.level = level; }
+void log_set_level(log_level level)
+{
+    atomic_store_explicit(&log_ctx.level, (int)level, memory_order_relaxed);
+}
 
-log_level log_get_level(void) { return log_ctx.level; }
+log_level log_get_level(void)
+{
+    return (log_level)atomic_load_explicit(&log_ctx.level, memory_order_relaxed);
+}
 
 int log_level_parse(const char *s, log_level *out)
 {
@@ -49,7 +58,7 @@ const char *log_level_name(log_level level)
 
 void log_msg(log_level level, const char *fmt, ...)
 {
-    if (level > log_ctx.level)
+    if ((int)level > atomic_load_explicit(&log_ctx.level, memory_order_relaxed))
         return;
     char line[1024];
     struct timeval tv;

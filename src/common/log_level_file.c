@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "src/common/rfile.h"
+
 static bool is_blank_char(char ch)
 {
     return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
@@ -18,9 +20,10 @@ static bool is_blank_char(char ch)
 int log_level_file_read(const char *path, log_level *out, char *err, size_t err_size)
 {
     char buf[LOG_LEVEL_FILE_MAX + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    const char *why = NULL;
+    int fd = rfile_open(path, &why);
     if (fd < 0) {
-        snprintf(err, err_size, "cannot read the log level file %s: %s", path, strerror(errno));
+        snprintf(err, err_size, "cannot read the log level file %s: %s", path, why);
         return -1;
     }
     size_t len = 0;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "src/common/errbuf.h"
+#include "src/common/rfile.h"
 
 #define READ_CHUNK 4096
 /* Generous for SECRETS_MAX lines of SECRET_MAX_LEN; stops a mistaken path
@@ -171,9 +172,10 @@ int secrets_load_file(secret_set *out, const char *path, char *err, size_t err_s
         errbuf_set(err, err_size, "no secret file given");
         return -1;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    const char *why = NULL;
+    int fd = rfile_open(path, &why);
     if (fd < 0) {
-        errbuf_set(err, err_size, "cannot read %s: %s", path, strerror(errno));
+        errbuf_set(err, err_size, "cannot read %s: %s", path, why);
         return -1;
     }
     line_buffer line = { .len = 0, .line_no = 1 };

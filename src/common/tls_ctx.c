@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "src/common/errbuf.h"
+#include "src/common/rfile.h"
 
 /* TLS 1.2 suites: forward secret (ECDHE) AEADs only. TLS 1.3 suites are all fine. */
 #define TLS12_CIPHERS                                                                    \
@@ -64,9 +65,10 @@ static int pem_file_read(pem_file *f, const char *what, const char *path, char *
 {
     f->data = NULL;
     f->len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    const char *why = NULL;
+    int fd = rfile_open(path, &why);
     if (fd < 0) {
-        errbuf_set(err, err_size, "cannot read the TLS %s %s: %s", what, path, strerror(errno));
+        errbuf_set(err, err_size, "cannot read the TLS %s %s: %s", what, path, why);
         return -1;
     }
     f->data = malloc(TLS_PEM_FILE_MAX + 1);

@@ -95,6 +95,9 @@ struct grpc_endpoint {
     bool server_down;         /* gRPC thread only: the shutdown tag came back */
     long calls;               /* gRPC thread only (after start): live call contexts */
     atomic_long active;       /* calls that arrived and are not finished */
+    _Atomic uint64_t beat_ms; /* CLOCK_MONOTONIC ms of the thread's last turn (watchdog) */
+    atomic_bool finished;     /* the serving thread has returned */
+    bool joined;
     char shutdown_tag;        /* its address is the tag of grpc_server_shutdown_and_notify */
     grpc_reflection *refl;
 };
@@ -243,7 +246,8 @@ static void handle_unary(call_ctx *c)
         c->kind == METHOD_SEND
             ? grpc_services_send_notification(e->router, lame_duck, c->recv, &response, details,
                                               sizeof details)
-            : grpc_services_health_check(lame_duck, c->recv, &response, details, sizeof details);
+            : grpc_services_health_check(!lame_duck && region_ready_workers(e->router->shm) > 0,
+                                         c->recv, &response, details, sizeof details);
     call_finish(c, code, details, response);
 }
 
@@ -340,13 +344,25 @@ static void call_on_event(call_ctx *c, bool ok)
     }
 }
 
-/* The gRPC thread: every event of every call, until the queue is shut down. */
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The gRPC thread: every event of every call, until the queue is shut down.
+ * It wakes at least every GRPC_ENDPOINT_BEAT_MS, so a stale beat means it is
+ * wedged, not idle (the master's watchdog reads it). */
 static void *ep_thread_main(void *arg)
 {
     grpc_endpoint *e = arg;
     for (;;) {
-        grpc_event ev =
-            grpc_completion_queue_next(e->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        atomic_store_explicit(&e->beat_ms, monotonic_ms(), memory_order_relaxed);
+        gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                          gpr_time_from_millis(GRPC_ENDPOINT_BEAT_MS,
+                                                               GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(e->cq, until, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
         if (ev.type != GRPC_OP_COMPLETE)
@@ -358,6 +374,7 @@ static void *ep_thread_main(void *arg)
         }
         call_on_event(ev.tag, ev.success != 0);
     }
+    atomic_store(&e->finished, true);
     return NULL;
 }
 
@@ -465,6 +482,8 @@ grpc_endpoint *grpc_endpoint_start(const char *bind_addr, uint16_t port, router 
     atomic_init(&e->lame_duck, false);
     atomic_init(&e->stopping, false);
     atomic_init(&e->active, 0);
+    atomic_init(&e->beat_ms, monotonic_ms());
+    atomic_init(&e->finished, false);
     e->refl = grpc_reflection_create();
     if (e->refl == NULL) {
         snprintf(err, err_size, "the embedded descriptor set is malformed");
@@ -497,6 +516,51 @@ uint16_t grpc_endpoint_port(const grpc_endpoint *e)
     return e->port;
 }
 
+const _Atomic uint64_t *grpc_endpoint_beat(const grpc_endpoint *e)
+{
+    return &e->beat_ms;
+}
+
+void grpc_endpoint_lame_duck(grpc_endpoint *e)
+{
+    atomic_store(&e->lame_duck, true);
+}
+
+void grpc_endpoint_shutdown(grpc_endpoint *e)
+{
+    if (atomic_exchange(&e->stopping, true))
+        return;
+    grpc_server_shutdown_and_notify(e->server, e->cq, &e->shutdown_tag);
+}
+
+long grpc_endpoint_active(const grpc_endpoint *e)
+{
+    return atomic_load(&e->active);
+}
+
+void grpc_endpoint_cancel_all(grpc_endpoint *e)
+{
+    /* Cancels what is left and closes the connections, so the shutdown tag
+     * comes back now rather than when the last idle client hangs up. */
+    grpc_server_cancel_all_calls(e->server);
+}
+
+bool grpc_endpoint_finished(const grpc_endpoint *e)
+{
+    return atomic_load(&e->finished);
+}
+
+void grpc_endpoint_destroy(grpc_endpoint *e)
+{
+    if (e == NULL)
+        return;
+    int rc = pthread_join(e->thread, NULL);
+    if (rc != 0)
+        log_error("gRPC thread join: %s", strerror(rc));
+    ep_destroy(e);
+    log_info("gRPC endpoint stopped");
+}
+
 /* Sleep ms milliseconds on this thread. */
 static void ep_sleep_ms(long ms)
 {
@@ -505,43 +569,30 @@ static void ep_sleep_ms(long ms)
         ;
 }
 
-/* Wait (bounded) until no call is in flight. Returns true if none is. */
-static bool ep_wait_idle(grpc_endpoint *e, long timeout_ms)
-{
-    for (long waited = 0; atomic_load(&e->active) > 0; waited += 10) {
-        if (waited >= timeout_ms)
-            return false;
-        ep_sleep_ms(10);
-    }
-    return true;
-}
-
-void grpc_endpoint_stop(grpc_endpoint *e)
+bool grpc_endpoint_stop(grpc_endpoint *e)
 {
     if (e == NULL)
-        return;
-    atomic_store(&e->lame_duck, true);
+        return true;
+    grpc_endpoint_lame_duck(e);
     ep_sleep_ms(GRPC_ENDPOINT_LAME_DUCK_MS);
-    atomic_store(&e->stopping, true);
-    grpc_server_shutdown_and_notify(e->server, e->cq, &e->shutdown_tag);
-    if (!ep_wait_idle(e, GRPC_ENDPOINT_DRAIN_SECONDS * 1000L))
-        log_warn("%ld gRPC calls still running after %d s: cancelling them",
-                 (long)atomic_load(&e->active), GRPC_ENDPOINT_DRAIN_SECONDS);
-    /* Cancels what is left and closes the connections, so the shutdown tag comes
-     * back now rather than when the last idle client hangs up. */
-    grpc_server_cancel_all_calls(e->server);
-    struct timespec until;
-    int rc = clock_gettime(CLOCK_REALTIME, &until);
-    if (rc == 0) {
-        until.tv_sec += GRPC_ENDPOINT_DRAIN_SECONDS;
-        rc = pthread_timedjoin_np(e->thread, NULL, &until);
+    grpc_endpoint_shutdown(e);
+    for (long waited = 0; grpc_endpoint_active(e) > 0; waited += 10) {
+        if (waited >= GRPC_ENDPOINT_DRAIN_SECONDS * 1000L) {
+            log_warn("%ld gRPC calls still running after %d s: cancelling them",
+                     grpc_endpoint_active(e), GRPC_ENDPOINT_DRAIN_SECONDS);
+            break;
+        }
+        ep_sleep_ms(10);
     }
-    if (rc != 0) {
-        /* Never hang the master's stop: leave gRPC as it is (the process is exiting). */
-        log_error("the gRPC thread did not finish: %s; leaving it",
-                  strerror(rc == -1 ? errno : rc));
-        return;
+    grpc_endpoint_cancel_all(e);
+    for (long waited = 0; !grpc_endpoint_finished(e); waited += 10) {
+        if (waited >= GRPC_ENDPOINT_DRAIN_SECONDS * 1000L) {
+            /* Never hang the master's stop: leave gRPC as it is (the process is exiting). */
+            log_error("the gRPC thread did not finish; leaving it");
+            return false;
+        }
+        ep_sleep_ms(10);
     }
-    ep_destroy(e);
-    log_info("gRPC endpoint stopped");
+    grpc_endpoint_destroy(e);
+    return true;
 }

@@ -6,6 +6,8 @@
 #ifndef WSN_GRPC_ENDPOINT_H
 #define WSN_GRPC_ENDPOINT_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,11 +28,28 @@ grpc_endpoint *grpc_endpoint_start(const char *bind_addr, uint16_t port, router 
 /* The port actually bound (useful when 0 was asked for). */
 uint16_t grpc_endpoint_port(const grpc_endpoint *e);
 
-/* Graceful stop: for GRPC_ENDPOINT_LAME_DUCK_MS health says NOT_SERVING and new
- * notifications get UNAVAILABLE; then no new calls are taken and in-flight ones
- * finish (at most GRPC_ENDPOINT_DRAIN_SECONDS, then they are cancelled); the
- * thread is joined, everything freed, grpc_shutdown. Call it from the thread that
- * started the endpoint. NULL is a no-op. */
-void grpc_endpoint_stop(grpc_endpoint *e);
+#define GRPC_ENDPOINT_BEAT_MS 1000             /* the thread wakes at least this often */
+
+/* The thread's last turn, CLOCK_MONOTONIC milliseconds: older than a few
+ * GRPC_ENDPOINT_BEAT_MS means it is wedged (sd_service stops WATCHDOG=1). */
+const _Atomic uint64_t *grpc_endpoint_beat(const grpc_endpoint *e);
+
+/* The graceful stop, in steps the master's loop runs from timers (so none
+ * blocks it): lame_duck (health NOT_SERVING, new notifications UNAVAILABLE);
+ * GRPC_ENDPOINT_LAME_DUCK_MS later shutdown (no new calls; in-flight ones go
+ * on); once active is 0 or GRPC_ENDPOINT_DRAIN_SECONDS passed, cancel_all;
+ * once finished, destroy (joins the thread, frees, grpc_shutdown). */
+void grpc_endpoint_lame_duck(grpc_endpoint *e);
+void grpc_endpoint_shutdown(grpc_endpoint *e);
+long grpc_endpoint_active(const grpc_endpoint *e);
+void grpc_endpoint_cancel_all(grpc_endpoint *e);
+bool grpc_endpoint_finished(const grpc_endpoint *e);
+void grpc_endpoint_destroy(grpc_endpoint *e);
+
+/* All the steps at once, sleeping in between, for a caller whose loop is not
+ * running. Returns false when the thread did not finish in time: it was left
+ * running, so whatever it uses (the shared region) must stay mapped. NULL is
+ * a no-op (true). */
+bool grpc_endpoint_stop(grpc_endpoint *e);
 
 #endif

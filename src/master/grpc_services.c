@@ -50,6 +50,7 @@ static grpc_status_code route(router *r, const Notification__SendNotificationReq
         return GRPC_STATUS_INVALID_ARGUMENT;
     case ROUTE_INTERNAL:
     default:
+        region_count_notification(r->shm, NOTIFY_INTERNAL);
         log_error("gRPC SendNotification: %s", details);
         if (details[0] == '\0')
             snprintf(details, details_size, "internal error");
@@ -66,12 +67,14 @@ grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
         (Notification__SendNotificationRequest *)grpc_message_unpack(
             &notification__send_notification_request__descriptor, request);
     if (req == NULL) {
+        region_count_notification(r->shm, NOTIFY_INVALID);
         snprintf(details, details_size,
                  "the request is not a valid notification.SendNotificationRequest");
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     grpc_status_code code;
     if (lame_duck) {
+        region_count_notification(r->shm, NOTIFY_UNAVAILABLE);
         snprintf(details, details_size, "the server is shutting down");
         code = GRPC_STATUS_UNAVAILABLE;
     } else {
@@ -81,7 +84,7 @@ grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
     return code;
 }
 
-grpc_status_code grpc_services_health_check(bool lame_duck, grpc_byte_buffer *request,
+grpc_status_code grpc_services_health_check(bool serving, grpc_byte_buffer *request,
                                             grpc_byte_buffer **response, char *details,
                                             size_t details_size)
 {
@@ -97,9 +100,9 @@ grpc_status_code grpc_services_health_check(bool lame_duck, grpc_byte_buffer *re
                  strcmp(req->service, "notification.NotificationService") == 0;
     if (known) {
         Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-        resp.status = lame_duck
-                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
-                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+        resp.status = serving
+                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
         code = reply(&resp.base, response, details, details_size);
     } else {
         snprintf(details, details_size, "unknown service \"%.150s\"", req->service);

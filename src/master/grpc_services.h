@@ -2,8 +2,9 @@
  * notification.NotificationService/SendNotification (through the router) and
  * grpc.health.v1.Health/Check. Each decodes the request, answers, and returns
  * the status for grpc_endpoint.c to send (the contract is in grpc_message.h).
- * lame_duck: the endpoint is stopping (SendNotification UNAVAILABLE, health
- * NOT_SERVING). Called on the gRPC thread only. */
+ * lame_duck: the endpoint is stopping (SendNotification UNAVAILABLE). Every
+ * SendNotification call is counted in exactly one outcome
+ * (wsnotify_notifications_total). Called on the gRPC thread only. */
 #ifndef WSN_GRPC_SERVICES_H
 #define WSN_GRPC_SERVICES_H
 
@@ -20,7 +21,8 @@ grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
                                                  grpc_byte_buffer **response, char *details,
                                                  size_t details_size);
 
-grpc_status_code grpc_services_health_check(bool lame_duck, grpc_byte_buffer *request,
+/* serving: not stopping and at least one worker accepts connections. */
+grpc_status_code grpc_services_health_check(bool serving, grpc_byte_buffer *request,
                                             grpc_byte_buffer **response, char *details,
                                             size_t details_size);
 

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@
 #define MASTER_BACKOFF_MIN_MS 100
 #define MASTER_BACKOFF_MAX_MS 10000
 #define MASTER_STABLE_SECONDS 5       /* a worker up this long resets the back-off */
+#define MASTER_STOP_POLL_MS 10        /* how often a stop step checks on gRPC */
 
 extern char **environ;
 
@@ -70,6 +72,10 @@ struct master {
     struct event_base *base;
     struct event *signal_ev[4];
     struct event *kill_ev;
+    struct event *stop_ev;            /* the steps of the stop */
+    int stop_stage;
+    long stop_waited_ms;
+    bool grpc_left_running;           /* its thread did not finish: keep the region mapped */
     bool stopping;
     int running;
     int queue_out[REGION_MAX_SLOTS];  /* the router's view of the slot queues */
@@ -111,9 +117,19 @@ static char **worker_environment(const char *entry)
     return envp;
 }
 
-/* In the child between fork and exec: async-signal-safe calls only. */
+/* In the child between fork and exec: async-signal-safe calls only. Every
+ * signal is blocked on entry (master_spawn): the master's libevent handlers
+ * are still installed here, and one running in the child would write a
+ * phantom signal into the master's own signal pipe. */
 static void exec_worker(master *m, const worker_handoff *h, char **envp)
 {
+    static const int caught[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP};
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++)
+        if (sigaction(caught[i], &dfl, NULL) != 0)
+            _exit(1);
     if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != m->pid)
         _exit(1);
     /* TERM, INT and HUP wait (blocked, pending) until the worker has installed
@@ -155,9 +171,21 @@ static int master_spawn(master *m, int s)
         log_error("cannot prepare worker %d", s);
         return -1;
     }
+    sigset_t all, old;
+    sigfillset(&all);
+    int mrc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (mrc != 0) {
+        log_error("cannot block signals to fork worker %d: %s", s, strerror(mrc));
+        free(envp);
+        return -1;
+    }
     pid_t pid = fork();
     if (pid == 0)
         exec_worker(m, &h, envp);
+    int fork_errno = errno;
+    if ((mrc = pthread_sigmask(SIG_SETMASK, &old, NULL)) != 0)
+        log_error("cannot restore the signal mask: %s", strerror(mrc));
+    errno = fork_errno;
     free(envp);
     if (pid < 0) {
         log_error("fork of worker %d: %s", s, strerror(errno));
@@ -257,17 +285,27 @@ static void master_on_kill_timeout(evutil_socket_t fd, short what, void *arg)
     master_signal_workers(m, SIGKILL);
 }
 
-static void master_stop(master *m, int sig)
+/* The stop runs as steps on a timer (master_on_stop_step), never inside the
+ * signal callback and never blocking the loop: reaping, the watchdog and the
+ * status keep running while gRPC drains. */
+typedef enum {
+    STOP_LAME_DUCK = 0,  /* health NOT_SERVING, new notifications UNAVAILABLE */
+    STOP_DRAINING,       /* no new calls; in-flight ones finish */
+    STOP_CANCELLED,      /* what was left is cancelled; waiting for the thread */
+    STOP_WORKERS,        /* gRPC is gone: the workers close their clients */
+} stop_stage;
+
+static void stop_after(master *m, long ms)
 {
-    if (m->stopping)
-        return;
-    m->stopping = true;
-    sd_service_stopping(&m->systemd);
-    /* gRPC first: its in-flight calls still reach live workers while they finish. */
-    log_info("%s: stopping the gRPC endpoint", strsignal(sig));
-    grpc_endpoint_stop(m->grpc);
-    m->grpc = NULL;
-    log_info("%s: stopping %d workers", strsignal(sig), m->running);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    if (event_add(m->stop_ev, &tv) != 0)
+        log_error("cannot arm the stop timer");
+}
+
+static void master_stop_workers(master *m)
+{
+    m->stop_stage = STOP_WORKERS;
+    log_info("stopping %d workers", m->running);
     for (int i = 0; i < m->slots; i++)
         if (m->slot[i].respawn_ev != NULL && event_del(m->slot[i].respawn_ev) != 0)
             log_warn("cannot cancel a pending respawn");
@@ -277,6 +315,66 @@ static void master_stop(master *m, int sig)
         log_error("cannot arm the stop timeout");
     if (m->running == 0)
         event_base_loopbreak(m->base);
+}
+
+static void master_on_stop_step(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    master *m = arg;
+    m->stop_waited_ms += MASTER_STOP_POLL_MS;
+    switch (m->stop_stage) {
+    case STOP_LAME_DUCK:
+        grpc_endpoint_shutdown(m->grpc);
+        m->stop_stage = STOP_DRAINING;
+        m->stop_waited_ms = 0;
+        break;
+    case STOP_DRAINING:
+        if (grpc_endpoint_active(m->grpc) > 0 &&
+            m->stop_waited_ms < GRPC_ENDPOINT_DRAIN_SECONDS * 1000L)
+            break;
+        if (grpc_endpoint_active(m->grpc) > 0)
+            log_warn("%ld gRPC calls still running after %d s: cancelling them",
+                     grpc_endpoint_active(m->grpc), GRPC_ENDPOINT_DRAIN_SECONDS);
+        grpc_endpoint_cancel_all(m->grpc);
+        m->stop_stage = STOP_CANCELLED;
+        m->stop_waited_ms = 0;
+        break;
+    case STOP_CANCELLED:
+        if (!grpc_endpoint_finished(m->grpc)) {
+            if (m->stop_waited_ms < GRPC_ENDPOINT_DRAIN_SECONDS * 1000L)
+                break;
+            /* Left running: the shared region it may touch stays mapped. */
+            log_error("the gRPC thread did not finish; leaving it");
+            m->grpc_left_running = true;
+        } else {
+            grpc_endpoint_destroy(m->grpc);
+        }
+        m->grpc = NULL;
+        master_stop_workers(m);
+        return;
+    case STOP_WORKERS:
+        return;
+    }
+    stop_after(m, MASTER_STOP_POLL_MS);
+}
+
+static void master_stop(master *m, int sig)
+{
+    if (m->stopping)
+        return;
+    m->stopping = true;
+    sd_service_stopping(&m->systemd);
+    if (m->grpc == NULL) {
+        master_stop_workers(m);
+        return;
+    }
+    /* gRPC first: its in-flight calls still reach live workers while they finish. */
+    log_info("%s: stopping the gRPC endpoint", strsignal(sig));
+    grpc_endpoint_lame_duck(m->grpc);
+    m->stop_stage = STOP_LAME_DUCK;
+    m->stop_waited_ms = 0;
+    stop_after(m, GRPC_ENDPOINT_LAME_DUCK_MS);
 }
 
 static void master_on_signal(evutil_socket_t sig, short what, void *arg)
@@ -340,7 +438,8 @@ static int master_setup_events(master *m)
             return -1;
     }
     m->kill_ev = evtimer_new(m->base, master_on_kill_timeout, m);
-    if (m->kill_ev == NULL)
+    m->stop_ev = evtimer_new(m->base, master_on_stop_step, m);
+    if (m->kill_ev == NULL || m->stop_ev == NULL)
         return -1;
     for (int i = 0; i < m->slots; i++) {
         m->slot[i].respawn_ev = evtimer_new(m->base, master_on_respawn, &m->slot[i]);
@@ -368,10 +467,12 @@ static void master_teardown(master *m)
             event_free(m->signal_ev[i]);
     if (m->kill_ev != NULL)
         event_free(m->kill_ev);
+    if (m->stop_ev != NULL)
+        event_free(m->stop_ev);
     sd_service_close(&m->systemd);
     if (m->base != NULL)
         event_base_free(m->base);
-    if (m->shm.hdr != NULL)
+    if (m->shm.hdr != NULL && !m->grpc_left_running)
         region_detach(&m->shm);
 }
 
@@ -440,6 +541,7 @@ int master_main(const wsn_config *cfg, char **argv)
         fprintf(stderr, "wsnotifyd: --grpc-port %u: %s\n", (unsigned)cfg->grpc_port, err);
         goto out;
     }
+    sd_service_watch_grpc(&m.systemd, grpc_endpoint_beat(m.grpc));
     /* The gRPC port is listening now; READY=1 follows once every worker accepts. */
     if (sd_service_await_ready(&m.systemd) != 0)
         log_warn("systemd will not be told that the service is ready");
@@ -450,7 +552,8 @@ int master_main(const wsn_config *cfg, char **argv)
     status = 0;
     log_info("stopped");
 out:
-    grpc_endpoint_stop(m.grpc);
+    if (!grpc_endpoint_stop(m.grpc))
+        m.grpc_left_running = true;
     m.grpc = NULL;
     if (m.running > 0) {
         master_signal_workers(&m, SIGKILL);

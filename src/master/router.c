@@ -1,9 +1,10 @@
 /* router.c — validate, number and route a notification (see router.h).
  *
  * Queue-full policy: a worker that does not drain its queue (stuck, or
- * respawning) must neither block the gRPC endpoint nor lose a notification
- * silently. The router waits at most ROUTER_QUEUE_WAIT_MS for room, then answers
- * delivered=false, counts it as dropped and logs a warning. */
+ * respawning) must neither slow the gRPC endpoint for everybody else nor lose
+ * a notification silently. The router never waits for room: a full queue is
+ * answered delivered=false at once, counted as dropped, and logged (at most
+ * once a second per worker, with the number since the last line). */
 #include "src/master/router.h"
 
 #include <errno.h>
@@ -126,6 +127,23 @@ fail:
     return out;
 }
 
+/* One line per worker per second at most: a stuck worker must not flood the
+ * log with a line per call. */
+static void warn_dropped(router *r, int slot, int64_t id, int64_t user, int err)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    int64_t sec = (int64_t)now.tv_sec;
+    atomic_fetch_add_explicit(&r->drop_quiet[slot], 1, memory_order_relaxed);
+    int64_t last = atomic_load_explicit(&r->drop_logged_at[slot], memory_order_relaxed);
+    if (last == sec || !atomic_compare_exchange_strong(&r->drop_logged_at[slot], &last, sec))
+        return;
+    uint64_t n = atomic_exchange_explicit(&r->drop_quiet[slot], 0, memory_order_relaxed);
+    log_warn("notification %lld for UserID=%lld not delivered: the queue of worker %d is "
+             "full (%s); %llu not delivered to it since the last such line",
+             (long long)id, (long long)user, slot, strerror(err), (unsigned long long)n);
+}
+
 route_status router_send(router *r, const notify_request *req, notify_result *res, char *err,
                          size_t err_size)
 {
@@ -165,9 +183,8 @@ route_status router_send(router *r, const notify_request *req, notify_result *re
         .payload = (const uint8_t *)json,
         .payload_len = (uint32_t)len,
     };
-    if (queue_send_wait(r->queue_out[holder.slot], &m, ROUTER_QUEUE_WAIT_MS) != 0) {
-        log_warn("notification %lld for UserID=%lld not delivered: queue of worker %d: %s",
-                 (long long)id, (long long)req->user_id, holder.slot, strerror(errno));
+    if (queue_send(r->queue_out[holder.slot], &m) != 0) {
+        warn_dropped(r, holder.slot, id, req->user_id, errno);
         region_count_notification(r->shm, NOTIFY_DROPPED);
     } else {
         res->delivered = true;

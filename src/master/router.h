@@ -6,6 +6,7 @@
 #ifndef WSN_ROUTER_H
 #define WSN_ROUTER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +16,6 @@
 #define NOTIFY_MAX_CONTENT (16u * 1024u)  /* title + message + link, bytes */
 #define NOTIFY_MAX_TYPE 128u
 #define NOTIFY_ID_MAX ((INT64_C(1) << 53) - 1) /* exact in JavaScript numbers */
-#define ROUTER_QUEUE_WAIT_MS 20           /* bounded wait on a full worker queue */
 
 typedef struct {
     int64_t user_id;
@@ -42,6 +42,9 @@ typedef struct {
     shm_region *shm;
     int slots;
     const int *queue_out;   /* sender end of each slot's queue */
+    /* Per slot: the second of the last "queue full" line, and calls since. */
+    _Atomic int64_t drop_logged_at[REGION_MAX_SLOTS];
+    _Atomic uint64_t drop_quiet[REGION_MAX_SLOTS];
 } router;
 
 /* Check a request against SPEC.md. Returns 0, or -1 with a message naming the field. */

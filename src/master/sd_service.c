@@ -75,7 +75,29 @@ static void on_watchdog(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     sd_service *s = arg;
+    if (s->grpc_beat != NULL) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        uint64_t now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+        uint64_t beat = atomic_load_explicit(s->grpc_beat, memory_order_relaxed);
+        if (now > beat && now - beat > SD_SERVICE_GRPC_STALL_MS) {
+            if (!s->grpc_stalled)
+                log_error("the gRPC thread has not run for %llu ms: no WATCHDOG=1 until it "
+                          "does (systemd will restart the service)",
+                          (unsigned long long)(now - beat));
+            s->grpc_stalled = true;
+            return;
+        }
+        if (s->grpc_stalled)
+            log_warn("the gRPC thread runs again");
+        s->grpc_stalled = false;
+    }
     sd_notifier_send(&s->sd, "WATCHDOG=1");
+}
+
+void sd_service_watch_grpc(sd_service *s, const _Atomic uint64_t *beat)
+{
+    s->grpc_beat = beat;
 }
 
 /* "worker 1 (pid 42), worker 3 (pid 44)": those still to acknowledge the reload.
@@ -237,6 +259,7 @@ void sd_service_stopping(sd_service *s)
     if (s->stopping)
         return;
     s->stopping = true;
+    s->grpc_beat = NULL; /* the endpoint is about to go */
     if (s->ready_ev != NULL && event_del(s->ready_ev) != 0)
         log_warn("cannot stop the readiness timer");
     stop_reload_wait(s);

@@ -9,6 +9,7 @@
 #define WSN_SD_SERVICE_H
 
 #include <event2/event.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "shm/region.h"
@@ -20,6 +21,7 @@
 /* READY=1 after a reload at the latest (a warning names the slow workers), so
  * systemd never hangs in "reloading" on a stuck worker. */
 #define SD_SERVICE_RELOAD_TIMEOUT_MS 5000
+#define SD_SERVICE_GRPC_STALL_MS 10000 /* no gRPC turn this long: no WATCHDOG=1 */
 
 typedef struct {
     sd_notifier sd;
@@ -31,6 +33,8 @@ typedef struct {
     struct event *reload_poll_ev;
     struct event *reload_timeout_ev;
     uint64_t reload_generation; /* awaited from every worker; 0 = no reload pending */
+    const _Atomic uint64_t *grpc_beat; /* the gRPC thread's last turn (ms); NULL: not watched */
+    bool grpc_stalled;     /* said so in the log */
     bool ready;            /* READY=1 sent */
     bool stopping;         /* STOPPING=1 sent: no READY=1 after it */
     char status[160];      /* the last STATUS= sent */
@@ -55,7 +59,12 @@ int sd_service_await_ready(sd_service *s);
 void sd_service_reloading(sd_service *s);
 void sd_service_await_reload(sd_service *s, uint64_t generation);
 
-/* On SIGTERM/SIGINT, before anything is stopped. */
+/* WATCHDOG=1 only while the gRPC thread's beat (CLOCK_MONOTONIC ms, see
+ * grpc_endpoint_beat) is younger than SD_SERVICE_GRPC_STALL_MS: a wedged gRPC
+ * thread gets the service restarted just like a hung main loop. */
+void sd_service_watch_grpc(sd_service *s, const _Atomic uint64_t *beat);
+
+/* On SIGTERM/SIGINT, before anything is stopped (also ends the gRPC watch). */
 void sd_service_stopping(sd_service *s);
 
 /* Free the timers and close the socket. Safe on a zeroed or opened s. */

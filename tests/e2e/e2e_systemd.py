@@ -411,24 +411,6 @@ class NotifyProtocol(unittest.TestCase):
                          "datagrams from %r, master is %d" % (senders, self.d.proc.pid))
 
 
-def feed_fifo(path, data, timeout):
-    """Wait (bounded) for a reader to open the FIFO, give it data, close. -> True if fed."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:          # ENXIO: nobody has it open for reading yet
-            time.sleep(0.01)
-            continue
-        try:
-            os.set_blocking(fd, True)
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        return True
-    return False
-
-
 def tcp_accepts(host, port):
     try:
         socket.create_connection((host, port), timeout=1.0).close()
@@ -437,70 +419,81 @@ def tcp_accepts(host, port):
         return False
 
 
+def children(pid):
+    """The pids of pid's children (Linux /proc/PID/task/PID/children)."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 class ReadyWaitsForWorkers(unittest.TestCase):
     def test_ready_held_while_a_worker_is_not_accepting(self):
         """Workers normally start faster than gRPC, so READY=1 arriving after both
-        ports accept proves little by itself. Here the secret file is a FIFO: the
-        master's start-up check reads it, then the worker blocks opening it until
-        the test writes again. Meanwhile the gRPC port accepts, yet no READY=1."""
-        tmp = tempfile.mkdtemp(prefix="wsn-fifo-")
-        fifo = os.path.join(tmp, "jwt-secret")
-        os.mkfifo(fifo, 0o600)
-        address = os.path.join(tmp, "notify")
-        secret = ("fifo-secret-" + wsnclient.b64url(os.urandom(12))).encode() + b"\n"
-        d = wsnclient.Daemon(workers=1, extra_args=["--jwt-secret-file", fifo],
-                             env={"NOTIFY_SOCKET": address})
-        lst = NotifyListener(address, lambda: probe_ports(d))
-        try:
-            d.start(wait=False)
-            self.assertTrue(feed_fifo(fifo, secret, 10), "the master never read the secret")
-            deadline = time.monotonic() + 10
-            while not tcp_accepts(d.host, d.grpc_port) and time.monotonic() < deadline:
-                self.assertTrue(d.alive(), d.log_tail(20))
-                time.sleep(0.05)
-            self.assertTrue(tcp_accepts(d.host, d.grpc_port), "gRPC port never accepted")
-            time.sleep(1.0)
-            self.assertTrue(d.alive(), d.log_tail(20))
-            self.assertEqual([m for m in lst.snapshot() if m[2].get("READY")], [],
-                             "READY=1 while the worker was not accepting")
-            self.assertTrue(feed_fifo(fifo, secret, 10), "the worker never read the secret")
-            self.assertIsNotNone(lst.wait_for(lambda f: f.get("READY") == "1", 10),
-                                 "no READY=1 once the worker could start:\n" + d.log_tail(20))
-            self.assertEqual(lst.probe_at_ready()["health"]["workers"], 1)
-            self.assertIs(lst.probe_at_ready()["grpc"], True)
-            self.assertEqual(d.stop(timeout=20), 0)
-        finally:
-            lst.close()
-            d.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
+        ports accept proves little by itself. Here the worker is SIGSTOPped as
+        soon as it exists, before it accepts (it logs `accepting` at debug
+        level when it does; a run where it got there first is retried). The gRPC
+        port accepts, yet no READY=1 until the worker runs again."""
+        for attempt in range(8):
+            tmp = tempfile.mkdtemp(prefix="wsn-early-")
+            address = os.path.join(tmp, "notify")
+            d = wsnclient.Daemon(workers=1, log_level="debug", env={"NOTIFY_SOCKET": address})
+            lst = NotifyListener(address, lambda: probe_ports(d))
+            try:
+                d.start(wait=False)
+                deadline = time.monotonic() + 10
+                worker = None
+                while worker is None and time.monotonic() < deadline:
+                    kids = children(d.proc.pid)
+                    if kids:
+                        worker = kids[0]
+                        os.kill(worker, signal.SIGSTOP)
+                self.assertIsNotNone(worker, "the master never started a worker")
+                time.sleep(0.2)
+                if d.wait_log(lambda ln: ln.pid == worker and "accepting" in ln.msg, 0.1):
+                    continue   # it was accepting before it stopped: try again
+                deadline = time.monotonic() + 10
+                while not tcp_accepts(d.host, d.grpc_port) and time.monotonic() < deadline:
+                    self.assertTrue(d.alive(), d.log_tail(20))
+                    time.sleep(0.05)
+                self.assertTrue(tcp_accepts(d.host, d.grpc_port), "gRPC port never accepted")
+                time.sleep(1.0)
+                self.assertEqual([m for m in lst.snapshot() if m[2].get("READY")], [],
+                                 "READY=1 while the worker was not accepting")
+                os.kill(worker, signal.SIGCONT)
+                self.assertIsNotNone(lst.wait_for(lambda f: f.get("READY") == "1", 10),
+                                     "no READY=1 once the worker ran:\n" + d.log_tail(20))
+                self.assertEqual(lst.probe_at_ready()["health"]["workers"], 1)
+                self.assertIs(lst.probe_at_ready()["grpc"], True)
+                self.assertEqual(d.stop(timeout=20), 0)
+                return
+            finally:
+                lst.close()
+                d.cleanup()
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.fail("the worker was accepting before it could be stopped, 8 times")
 
 
 class ReloadWaitsForASlowWorker(unittest.TestCase):
-    """--workers 1 and the secret file a FIFO: every reader blocks in open(2)
-    until the test writes, so the test decides when the worker's reload ends.
-    On SIGHUP the master reads the file first (its check), then the worker.
-    The tests run in name order on one daemon; the last one stops it."""
+    """--workers 1 with a secret file; the worker is SIGSTOPped to make its
+    reload slow (its SIGHUP waits, pending, until SIGCONT). The tests run in
+    name order on one daemon; the last one stops it."""
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="wsn-reload-")
-        cls.fifo = os.path.join(cls.tmp, "jwt-secret")
-        os.mkfifo(cls.fifo, 0o600)
+        cls.secret_file = os.path.join(cls.tmp, "jwt-secret")
+        cls.secret = "file-secret-" + wsnclient.b64url(os.urandom(12))
+        with open(cls.secret_file, "w") as f:
+            f.write(cls.secret + "\n")
         address = os.path.join(cls.tmp, "notify")
-        cls.secret = ("fifo-secret-" + wsnclient.b64url(os.urandom(12))).encode() + b"\n"
-        cls.d = wsnclient.Daemon(workers=1, extra_args=["--jwt-secret-file", cls.fifo],
+        cls.d = wsnclient.Daemon(workers=1, secret=cls.secret,
+                                 extra_args=["--jwt-secret-file", cls.secret_file],
                                  env={"NOTIFY_SOCKET": address})
         cls.lst = NotifyListener(address, None)
         try:
-            cls.d.start(wait=False)
-            if not feed_fifo(cls.fifo, cls.secret, 10):
-                raise AssertionError("the master never read the secret:\n" + cls.d.log_tail(20))
-            # Logged after the master closed the FIFO: the next reader is the worker.
-            if cls.d.wait_log(lambda ln: ln.role == "master" and "worker 0 started" in ln.msg,
-                              10) is None:
-                raise AssertionError("worker 0 never started:\n" + cls.d.log_tail(20))
-            if not feed_fifo(cls.fifo, cls.secret, 10):
-                raise AssertionError("the worker never read the secret:\n" + cls.d.log_tail(20))
+            cls.d.start()
             if cls.lst.wait_for(is_ready, 10) is None:
                 raise AssertionError("no READY=1 at start:\n" + cls.d.log_tail(20))
         except BaseException:
@@ -516,26 +509,26 @@ class ReloadWaitsForASlowWorker(unittest.TestCase):
     def readies_since(self, start):
         return [m for m in self.lst.snapshot()[start:] if is_ready(m[2])]
 
-    def sighup_until_the_worker_blocks(self):
-        """SIGHUP, feed the master's check; the worker then blocks re-reading the
-        secret. -> (notify index, log index) from before the SIGHUP"""
+    def sighup_with_the_worker_stopped(self):
+        """SIGSTOP the worker, SIGHUP the master. -> (pid, notify index, log index)"""
+        pid = self.d.worker_pids()[0]
         start = len(self.lst.snapshot())
         log_start = len(self.d.log_lines())
+        os.kill(pid, signal.SIGSTOP)
         self.d.send_signal(signal.SIGHUP)
         self.assertIsNotNone(self.lst.wait_for(is_reloading, 5, start), "no RELOADING=1")
-        self.assertTrue(feed_fifo(self.fifo, self.secret, 5), "the master never re-read the secret")
         forwarded = self.d.wait_log(
             lambda ln: ln.role == "master" and "SIGHUP: forwarding" in ln.msg, 5, log_start)
         self.assertIsNotNone(forwarded, "the master did not forward SIGHUP:\n" + self.d.log_tail(20))
-        return start, log_start
+        return pid, start, log_start
 
     def test_1_ready_waits_for_a_slow_reload(self):
         self.lst.on_ready = self.d.log_lines
         try:
-            start, log_start = self.sighup_until_the_worker_blocks()
+            pid, start, log_start = self.sighup_with_the_worker_stopped()
             time.sleep(1.0)
             self.assertEqual(self.readies_since(start), [], "READY=1 before the worker reloaded")
-            self.assertTrue(feed_fifo(self.fifo, self.secret, 5), "the worker never re-read the secret")
+            os.kill(pid, signal.SIGCONT)
             j = self.lst.wait_for(is_ready, 5, start)
             self.assertIsNotNone(j, "no READY=1 after the worker reloaded:\n" + self.d.log_tail(20))
         finally:
@@ -545,32 +538,76 @@ class ReloadWaitsForASlowWorker(unittest.TestCase):
     def test_2_ready_anyway_when_a_worker_is_stuck(self):
         """The wait is bounded (5 s): READY=1 follows with a warning naming the
         worker; its late reload then sends nothing more."""
-        pid = self.d.worker_pids()[0]
-        start, log_start = self.sighup_until_the_worker_blocks()
-        j = self.lst.wait_for(is_ready, 10, start)
-        self.assertIsNotNone(j, "no READY=1 while a worker was stuck reloading")
-        msgs = self.lst.snapshot()
-        i = self.lst.wait_for(is_reloading, 0, start)
-        self.assertGreater(msgs[j][0] - msgs[i][0], 3.0, "READY=1 came before the bound")
-        warn = self.d.wait_log(lambda ln: ln.role == "master" and ln.msg.startswith("reload:") and
-                               "worker 0 (pid %d)" % pid in ln.msg, 2, log_start)
-        self.assertIsNotNone(warn, "no warning naming the slow worker:\n" + self.d.log_tail(20))
-        self.assertTrue(feed_fifo(self.fifo, self.secret, 5), "the worker never re-read the secret")
+        pid, start, log_start = self.sighup_with_the_worker_stopped()
+        try:
+            j = self.lst.wait_for(is_ready, 10, start)
+            self.assertIsNotNone(j, "no READY=1 while a worker was stuck reloading")
+            msgs = self.lst.snapshot()
+            i = self.lst.wait_for(is_reloading, 0, start)
+            self.assertGreater(msgs[j][0] - msgs[i][0], 3.0, "READY=1 came before the bound")
+            warn = self.d.wait_log(lambda ln: ln.role == "master" and ln.msg.startswith("reload:") and
+                                   "worker 0 (pid %d)" % pid in ln.msg, 2, log_start)
+            self.assertIsNotNone(warn, "no warning naming the slow worker:\n" + self.d.log_tail(20))
+        finally:
+            os.kill(pid, signal.SIGCONT)
         self.assertIsNotNone(self.d.wait_log(lambda ln: ln.slot == 0 and ln.msg.startswith("reloaded:"),
                                              5, log_start))
         time.sleep(0.2)
         self.assertEqual(len(self.readies_since(start)), 1)
 
-    def test_3_no_ready_after_stopping(self):
+    def test_3_a_fifo_never_blocks_a_reload(self):
+        """The secret file replaced by a FIFO (nobody ever writes it): on SIGHUP
+        the master and the worker refuse it at once as not a regular file,
+        keep the secrets they had, and READY=1 follows without delay."""
+        start = len(self.lst.snapshot())
+        log_start = len(self.d.log_lines())
+        os.unlink(self.secret_file)
+        os.mkfifo(self.secret_file, 0o600)
+        try:
+            self.d.send_signal(signal.SIGHUP)
+            j = self.lst.wait_for(is_ready, 3, start)
+            self.assertIsNotNone(j, "no prompt READY=1 with a FIFO secret file:\n" + self.d.log_tail(20))
+            for role in ("master", "worker"):
+                line = self.d.wait_log(lambda ln: (ln.role or "").startswith(role) and
+                                       "not a regular file" in ln.msg, 2, log_start)
+                self.assertIsNotNone(line, "the %s did not refuse the FIFO:\n%s"
+                                     % (role, self.d.log_tail(20)))
+            c = self.d.connect_user(7)   # the old secret still verifies
+            self.assertIsInstance(c, wsnclient.WSConnection)
+            c.abort()
+        finally:
+            os.unlink(self.secret_file)
+            with open(self.secret_file, "w") as f:
+                f.write(self.secret + "\n")
+
+    def test_4_no_ready_after_stopping(self):
         """SIGTERM while waiting for the worker: STOPPING=1, and never READY=1 after it,
         even when the worker then finishes its reload."""
-        start, _ = self.sighup_until_the_worker_blocks()
+        pid, start, _ = self.sighup_with_the_worker_stopped()
         self.d.send_signal(signal.SIGTERM)
         k = self.lst.wait_for(lambda f: f.get("STOPPING") == "1", 5, start)
         self.assertIsNotNone(k, "no STOPPING=1")
-        feed_fifo(self.fifo, self.secret, 5)    # the worker finishes the reload, then stops
+        os.kill(pid, signal.SIGCONT)    # the worker finishes the reload, then stops
         self.assertEqual(self.d.wait_exit(20), 0, self.d.log_tail(20))
         self.assertEqual(self.readies_since(start), [], "READY=1 during or after stopping")
+
+
+class FifoSecretAtStart(unittest.TestCase):
+    def test_fifo_secret_file_refused_at_start(self):
+        """A FIFO as --jwt-secret-file stops the daemon at once (exit 1), naming it."""
+        tmp = tempfile.mkdtemp(prefix="wsn-fifo-")
+        fifo = os.path.join(tmp, "jwt-secret")
+        os.mkfifo(fifo, 0o600)
+        try:
+            r = subprocess.run([os.environ["WSNOTIFYD"], "--jwt-secret-file", fifo,
+                                "--port", str(wsnclient.free_port()),
+                                "--grpc-port", str(wsnclient.free_port())],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn(b"not a regular file", r.stderr)
+            self.assertIn(fifo.encode(), r.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 class NotifyAbstractSocket(unittest.TestCase):

@@ -1,7 +1,9 @@
 /* test_directory.c — single-process tests of the shared-memory user directory
- * (shm/directory.c): claim/release/lookup semantics, capacity, slot epochs,
- * the lazy sweep of stale entries, generations, mapping at two addresses, and
- * a randomised comparison against a trivially correct model. */
+ * (shm/directory.c): claim/release/lookup semantics, capacity (with and
+ * without tombstones), slot epochs and DIR_STALE, the lazy sweep of stale
+ * entries, epoch wrap-around and the packed holder's extremes, generations,
+ * mapping at two addresses, and a randomised comparison against a trivially
+ * correct model. */
 #include <check.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -71,11 +73,21 @@ static dir_holder claim_ok(directory *d, int64_t user, const dir_holder *me)
     return prev;
 }
 
-static void claim_full(directory *d, int64_t user, const dir_holder *me)
+static void claim_refused(directory *d, int64_t user, const dir_holder *me, dir_status want)
 {
     dir_holder prev = { .slot = 77, .epoch = 77, .generation = 77 };
-    expect(directory_claim(d, user, me, &prev) == DIR_FULL);
+    expect(directory_claim(d, user, me, &prev) == want);
     assert_same(prev, NONE);
+}
+
+static void claim_full(directory *d, int64_t user, const dir_holder *me)
+{
+    claim_refused(d, user, me, DIR_FULL);
+}
+
+static void claim_stale(directory *d, int64_t user, const dir_holder *me)
+{
+    claim_refused(d, user, me, DIR_STALE);
 }
 
 static void assert_holder(directory *d, int64_t user, const dir_holder *want)
@@ -246,13 +258,13 @@ START_TEST(test_slot_bump)
     ck_assert(!directory_release(d, 2, b.generation));
     ck_assert_uint_eq(directory_count(d), 2);
 
-    /* A holder stamped with a dead (or unborn) epoch is refused. */
+    /* A holder stamped with a dead (or unborn) epoch is refused as stale. */
     dir_holder zombie = conn_in(d, 0);
     zombie.epoch = e0;
-    claim_full(d, 3, &zombie);
-    claim_full(d, 9, &zombie);
+    claim_stale(d, 3, &zombie);
+    claim_stale(d, 9, &zombie);
     zombie.epoch = e0 + 2;
-    claim_full(d, 9, &zombie);
+    claim_stale(d, 9, &zombie);
     assert_holder(d, 3, &c);
     ck_assert_uint_eq(directory_count(d), 2);
 
@@ -295,7 +307,7 @@ START_TEST(test_many_users)
     region r;
     region_open(&r, N);
     directory *d = r.d;
-    uint64_t *gen = calloc(N + 1, sizeof *gen);
+    uint32_t *gen = calloc(N + 1, sizeof *gen);
     ck_assert_ptr_nonnull(gen);
 
     for (int64_t u = 1; u <= N; u++) {
@@ -333,9 +345,9 @@ START_TEST(test_many_users)
 }
 END_TEST
 
-static int cmp_u64(const void *a, const void *b)
+static int cmp_u32(const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     return (x > y) - (x < y);
 }
 
@@ -349,10 +361,10 @@ START_TEST(test_generations)
 
     /* Two processes draw at once: every value must be unique and each one's
      * sequence increasing. */
-    uint64_t *child = mmap(NULL, PER_PROC * sizeof *child, PROT_READ | PROT_WRITE,
+    uint32_t *child = mmap(NULL, PER_PROC * sizeof *child, PROT_READ | PROT_WRITE,
                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ck_assert_ptr_ne(child, MAP_FAILED);
-    uint64_t *all = malloc(2 * PER_PROC * sizeof *all);
+    uint32_t *all = malloc(2 * PER_PROC * sizeof *all);
     ck_assert_ptr_nonnull(all);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -373,7 +385,7 @@ START_TEST(test_generations)
             expect(child[i] > child[i - 1]);
         }
     }
-    qsort(all, 2 * PER_PROC, sizeof *all, cmp_u64);
+    qsort(all, 2 * PER_PROC, sizeof *all, cmp_u32);
     expect(all[0] != 0);
     for (int i = 1; i < 2 * PER_PROC; i++)
         expect(all[i] != all[i - 1]);
@@ -467,6 +479,147 @@ START_TEST(test_two_addresses)
 }
 END_TEST
 
+/* A stale incarnation is told so, distinctly from a full directory, and
+ * whatever the directory's fill: a worker must be able to tell "I am dead"
+ * from "come back later". */
+START_TEST(test_stale_status)
+{
+    region r;
+    region_open(&r, 2);
+    directory *d = r.d;
+    dir_holder old = conn_in(d, 4);
+    claim_ok(d, 10, &old);
+    directory_slot_bump(d, 4);
+    dir_holder again = old;
+    again.generation = directory_next_generation(d);
+    claim_stale(d, 10, &again); /* its own (stale) entry */
+    claim_stale(d, 11, &again); /* a new user */
+    expect(!directory_lookup(d, 10, NULL));
+    expect(directory_count(d) == 0);
+
+    /* Full, and stale: stale wins, since retrying can never help. */
+    dir_holder a = conn_in(d, 0), b = conn_in(d, 1);
+    claim_ok(d, 20, &a);
+    claim_ok(d, 21, &b);
+    claim_stale(d, 22, &again);
+    claim_stale(d, 20, &again);
+    dir_holder fresh = conn_in(d, 4);
+    claim_full(d, 22, &fresh);
+    assert_same(claim_ok(d, 20, &fresh), a);
+
+    /* An epoch not reached yet is no better. */
+    dir_holder unborn = conn_in(d, 4);
+    unborn.epoch++;
+    claim_stale(d, 21, &unborn);
+    assert_holder(d, 21, &b);
+    expect(directory_count(d) == 2);
+    region_close(&r);
+}
+END_TEST
+
+/* Released users leave tombstones (nothing moves under lock-free readers);
+ * they must never count against capacity, a released user must come back
+ * through its own tombstone, and the rebuilds that drop them must keep every
+ * live user. Capacity 4 is a table of 8: a few distinct users fill it. */
+START_TEST(test_capacity_with_tombstones)
+{
+    enum { CAP = 4, KEEP = 2, CHURN = 3000 };
+    region r;
+    region_open(&r, CAP);
+    directory *d = r.d;
+    dir_holder keep[KEEP];
+    for (int i = 0; i < KEEP; i++) {
+        keep[i] = conn_in(d, i);
+        claim_ok(d, 1 + i, &keep[i]);
+    }
+    for (int64_t u = 100; u < 100 + CHURN; u++) {
+        dir_holder h = conn_in(d, (int)(u % 3));
+        assert_same(claim_ok(d, u, &h), NONE);
+        expect(directory_count(d) == KEEP + 1);
+        if (u % 5 != 0) {
+            expect(directory_release(d, u, h.generation));
+            expect(!directory_lookup(d, u, NULL));
+        } else {
+            /* Re-claimed through its own tombstone, then gone for good. */
+            expect(directory_release(d, u, h.generation));
+            dir_holder h2 = conn_in(d, 2);
+            assert_same(claim_ok(d, u, &h2), NONE);
+            assert_holder(d, u, &h2);
+            expect(!directory_release(d, u, h.generation));
+            expect(directory_release(d, u, h2.generation));
+        }
+        expect(directory_count(d) == KEEP);
+    }
+    for (int i = 0; i < KEEP; i++)
+        assert_holder(d, 1 + i, &keep[i]);
+
+    /* Tombstones of many users, and a table full of live ones: exactly CAP. */
+    dir_holder h[CAP];
+    for (int i = KEEP; i < CAP; i++) {
+        h[i] = conn_in(d, 3);
+        claim_ok(d, 50 + i, &h[i]);
+    }
+    expect(directory_count(d) == CAP);
+    dir_holder extra = conn_in(d, 3);
+    claim_full(d, 100, &extra);  /* has a tombstone, if not swept: absent all the same */
+    claim_full(d, 9999, &extra); /* never seen */
+    assert_same(claim_ok(d, 1, &extra), keep[0]); /* present: never full */
+    ck_assert(directory_release(d, 50 + KEEP, h[KEEP].generation));
+    dir_holder back = conn_in(d, 3);
+    assert_same(claim_ok(d, 100, &back), NONE);
+    claim_full(d, 50 + KEEP, &back);
+    expect(directory_count(d) == CAP);
+    region_close(&r);
+}
+END_TEST
+
+/* 24-bit epochs wrap after 2^24-1 bumps of one slot (skipping 0): an entry
+ * left by the incarnation that last had the epoch must not come back to life
+ * when the epoch recurs, nor its count. Also the packed holder's extremes:
+ * the last slot, the largest epoch and generation survive a round trip. */
+START_TEST(test_epoch_wrap)
+{
+    enum { SLOT = DIRECTORY_MAX_SLOTS - 1 };
+    const uint32_t epoch_max = (UINT32_C(1) << 24) - 1;
+    region r;
+    region_open(&r, 8);
+    directory *d = r.d;
+    uint32_t first = directory_slot_epoch(d, SLOT);
+    dir_holder ghost = conn_in(d, SLOT);
+    claim_ok(d, 7, &ghost);
+
+    uint32_t e = first;
+    while (e != epoch_max) {
+        uint32_t next = directory_slot_bump(d, SLOT);
+        expect(next == e + 1);
+        e = next;
+        /* Any lock taker: here, a worker's ordinary claim and release. */
+        if (e == (UINT32_C(1) << 23) + 5) {
+            dir_holder other = conn_in(d, 0);
+            claim_ok(d, 8, &other);
+            expect(directory_release(d, 8, other.generation));
+        }
+    }
+    expect(!directory_lookup(d, 7, NULL));
+    expect(directory_count(d) == 0);
+
+    dir_holder top = { .slot = SLOT, .epoch = epoch_max, .generation = UINT32_MAX };
+    assert_same(claim_ok(d, INT64_MAX, &top), NONE);
+    assert_holder(d, INT64_MAX, &top);
+    expect(directory_count(d) == 1);
+
+    expect(directory_slot_bump(d, SLOT) == 1); /* skips 0 */
+    expect(directory_slot_epoch(d, SLOT) == first);
+    expect(!directory_lookup(d, INT64_MAX, NULL));
+    expect(!directory_lookup(d, 7, NULL)); /* its epoch is back, it is not */
+    expect(directory_count(d) == 0);
+    dir_holder reborn = conn_in(d, SLOT);
+    assert_same(claim_ok(d, 7, &reborn), NONE);
+    expect(directory_count(d) == 1);
+    region_close(&r);
+}
+END_TEST
+
 /* ---- randomised comparison with a model -------------------------------- */
 
 enum { MODEL_SLOTS = 3 };
@@ -511,6 +664,13 @@ static void model_claim(model *m, directory *d, int64_t u)
     int slot = (int)(rnd(m) % MODEL_SLOTS);
     dir_holder me = { .slot = slot, .epoch = m->epoch[slot], .generation = directory_next_generation(d) };
     dir_holder prev;
+    if (rnd(m) % 20 == 0) {
+        /* A dead incarnation of the slot: refused as such, changes nothing. */
+        me.epoch = m->epoch[slot] - 1;
+        expect(directory_claim(d, u, &me, &prev) == DIR_STALE);
+        assert_same(prev, NONE);
+        return;
+    }
     dir_status st = directory_claim(d, u, &me, &prev);
     if (model_live(m, mu)) {
         expect(st == DIR_OK);
@@ -531,7 +691,7 @@ static void model_release(model *m, directory *d, int64_t u)
 {
     model_user *mu = &m->user[u];
     bool right = mu->present && rnd(m) % 4 != 0;
-    uint64_t gen = right ? mu->holder.generation : 1 + rnd(m) % 1000000;
+    uint32_t gen = right ? mu->holder.generation : 1 + (uint32_t)(rnd(m) % 1000000);
     bool matches = mu->present && mu->holder.generation == gen;
     bool removed = directory_release(d, u, gen);
     if (!matches) {
@@ -619,6 +779,9 @@ static Suite *directory_suite(void)
     tcase_add_test(tc, test_capacity);
     tcase_add_test(tc, test_slot_bump);
     tcase_add_test(tc, test_stale_entry_respects_capacity);
+    tcase_add_test(tc, test_stale_status);
+    tcase_add_test(tc, test_capacity_with_tombstones);
+    tcase_add_test(tc, test_epoch_wrap);
     tcase_add_test(tc, test_many_users);
     tcase_add_test(tc, test_generations);
     tcase_add_test(tc, test_stale_sweep);

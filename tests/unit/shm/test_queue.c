@@ -14,6 +14,7 @@ START_TEST(test_round_trip)
 {
     const char *json = "{\"type\":\"notification\"}";
     queue_msg m = {.type = QMSG_NOTIFY, .user = 42, .generation = 7, .accepted_ns = 123456789,
+                   .id = (INT64_C(1) << 53) - 1, .seq = UINT64_MAX - 1,
                    .payload = (const uint8_t *)json, .payload_len = (uint32_t)strlen(json)};
     uint8_t buf[256];
     size_t n = queue_msg_encode(buf, sizeof buf, &m);
@@ -24,6 +25,8 @@ START_TEST(test_round_trip)
     ck_assert_int_eq(d.user, 42);
     ck_assert_uint_eq(d.generation, 7);
     ck_assert_uint_eq(d.accepted_ns, 123456789);
+    ck_assert_int_eq(d.id, (INT64_C(1) << 53) - 1);
+    ck_assert_uint_eq(d.seq, UINT64_MAX - 1);
     ck_assert_uint_eq(d.payload_len, strlen(json));
     ck_assert_mem_eq(d.payload, json, strlen(json));
 
@@ -53,6 +56,40 @@ START_TEST(test_encode_rejects)
     ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* bad type */
     m.type = QMSG_EVICT;
     ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* evict with payload */
+    m.type = QMSG_BROADCAST;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* broadcast to a user */
+    m.user = 0;
+    ck_assert_uint_gt(queue_msg_encode(buf, sizeof buf, &m), 0);
+    m.type = QMSG_MARKS;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0); /* not whole marks */
+}
+END_TEST
+
+START_TEST(test_marks_round_trip)
+{
+    queue_mark in[3] = {{.user = 1, .id = 2, .state = 2, .at_ms = 0},
+                        {.user = INT64_MAX, .id = (INT64_C(1) << 53) - 1, .state = 3,
+                         .at_ms = UINT64_C(1767225600123)},
+                        {.user = 77, .id = 1, .state = 3, .at_ms = 5}};
+    uint8_t packed[3 * QUEUE_MARK_LEN];
+    for (int i = 0; i < 3; i++)
+        queue_mark_encode(packed + i * QUEUE_MARK_LEN, &in[i]);
+    queue_msg m = {.type = QMSG_MARKS, .payload = packed, .payload_len = sizeof packed};
+    uint8_t buf[QUEUE_HEADER_LEN + sizeof packed];
+    size_t n = queue_msg_encode(buf, sizeof buf, &m);
+    ck_assert_uint_eq(n, sizeof buf);
+    queue_msg d;
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    ck_assert_int_eq(d.type, QMSG_MARKS);
+    ck_assert_uint_eq(d.payload_len / QUEUE_MARK_LEN, 3);
+    for (int i = 0; i < 3; i++) {
+        queue_mark out;
+        queue_mark_decode(d.payload + i * QUEUE_MARK_LEN, &out);
+        ck_assert_int_eq(out.user, in[i].user);
+        ck_assert_int_eq(out.id, in[i].id);
+        ck_assert_uint_eq(out.state, in[i].state);
+        ck_assert_uint_eq(out.at_ms, in[i].at_ms);
+    }
 }
 END_TEST
 
@@ -71,7 +108,7 @@ START_TEST(test_truncated_and_corrupt)
     longer[n] = 'x';
     ck_assert_int_eq(queue_msg_decode(longer, n + 1, &d), -1); /* length mismatch */
     /* Any single corrupted header byte that matters is refused. */
-    size_t fields[] = {0, 1, 2, 3, 4, 32};
+    size_t fields[] = {0, 1, 2, 3, 4, 48}; /* magic, version, type, length, reserved */
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         uint8_t copy[64];
         memcpy(copy, buf, n);
@@ -131,6 +168,7 @@ int main(void)
     TCase *tc = tcase_create("datagrams");
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_encode_rejects);
+    tcase_add_test(tc, test_marks_round_trip);
     tcase_add_test(tc, test_truncated_and_corrupt);
     tcase_add_test(tc, test_socket_pair);
     suite_add_tcase(s, tc);

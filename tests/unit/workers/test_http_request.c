@@ -303,6 +303,53 @@ START_TEST(query_param_decoding)
 }
 END_TEST
 
+/* A head fed a byte at a time is parsed once per line, not once per byte,
+ * and ends exactly as a whole one does. */
+START_TEST(head_append_byte_at_a_time)
+{
+    char req_text[HTTP_MAX_HEAD];
+    int n = snprintf(req_text, sizeof req_text, "GET /ws?token=abc HTTP/1.1\r\nHost: x\r\n");
+    int lines = 2;
+    while (n < 7000) {
+        n += snprintf(req_text + n, sizeof req_text - (size_t)n, "X-Pad-%d: %0100d\r\n", lines, 7);
+        lines++;
+    }
+    n += snprintf(req_text + n, sizeof req_text - (size_t)n, "\r\n");
+    lines++;
+    char *buf = malloc(HTTP_MAX_HEAD + 1);
+    ck_assert_ptr_nonnull(buf);
+    uint32_t len = 0;
+    unsigned parses = 0;
+    http_request req;
+    size_t head_len = 0;
+    http_parse_status st = HTTP_PARSE_INCOMPLETE;
+    for (int i = 0; i < n; i++) {
+        st = http_head_append(buf, &len, (const uint8_t *)req_text + i, 1, &req, &head_len,
+                              &parses);
+        if (i + 1 < n)
+            ck_assert_int_eq(st, HTTP_PARSE_INCOMPLETE);
+    }
+    ck_assert_int_eq(st, HTTP_PARSE_OK);
+    ck_assert_uint_eq(head_len, (size_t)n);
+    ck_assert_uint_eq(parses, (unsigned)lines);
+    ck_assert_ptr_nonnull(http_request_header(&req, "X-Pad-2"));
+    /* Over the limit with no line end: too large without a parse per byte. */
+    len = 0;
+    parses = 0;
+    static const char target[] = "GET /";
+    for (size_t i = 0; i < sizeof target - 1; i++)
+        st = http_head_append(buf, &len, (const uint8_t *)target + i, 1, &req, &head_len,
+                              &parses);
+    static const uint8_t a = 'a';
+    for (int i = 0; i < HTTP_MAX_HEAD + 10 && st == HTTP_PARSE_INCOMPLETE; i++)
+        st = http_head_append(buf, &len, &a, 1, &req, &head_len, &parses);
+    ck_assert_int_eq(st, HTTP_PARSE_TOO_LARGE);
+    ck_assert_uint_eq(len, HTTP_MAX_HEAD + 1);
+    ck_assert_uint_eq(parses, 1);
+    free(buf);
+}
+END_TEST
+
 static Suite *http_request_suite(void)
 {
     Suite *s = suite_create("http_request");
@@ -314,6 +361,7 @@ static Suite *http_request_suite(void)
     tcase_add_test(tc, header_count_limit);
     tcase_add_test(tc, garbage_is_bad);
     tcase_add_test(tc, unsupported_version);
+    tcase_add_test(tc, head_append_byte_at_a_time);
     suite_add_tcase(s, tc);
     TCase *helpers = tcase_create("helpers");
     tcase_add_test(helpers, header_lookup_is_case_insensitive);
