@@ -34,8 +34,13 @@ or use --jwt-secret-file in production). In another terminal:
   # server health
   $BIN/wsnotifyctl health
 
-  # send user 1 a notification (gRPC on 127.0.0.1:50056)
+  # send user 1 a notification (gRPC on 127.0.0.1:50056); it is stored, so a
+  # user who is offline gets it on connecting
   $BIN/wsnotifyctl send --user-id 1 --type match_created --title Hello --message World
 
+  # its state (STORED, SENT, ACKED), with the notification_id it printed
+  $BIN/wsnotifyctl status --user-id 1 --id NOTIFICATION_ID
+
+The history lives in $BIN/data (--data-dir).
 INFO
-exec "$BIN/wsnotifyd" "$@"
+exec "$BIN/wsnotifyd" --data-dir "$BIN/data" "$@"

@@ -13,8 +13,21 @@ typedef enum {
     NOTIFY_NOT_PUSHED,      /* send_push false */
     NOTIFY_UNAVAILABLE,     /* refused with UNAVAILABLE: the server is stopping */
     NOTIFY_INTERNAL,        /* INTERNAL: the server could not handle it */
+    NOTIFY_DUPLICATE,       /* a retry of a caller id still in the history: not sent again */
+    NOTIFY_EXHAUSTED,       /* RESOURCE_EXHAUSTED: too many calls waiting for an ack */
     NOTIFY_OUTCOMES
 } notify_outcome;
+
+/* What happened to the history, counted by the master (region_header.history). */
+typedef enum {
+    HISTORY_STORED = 0,     /* notifications committed to the store */
+    HISTORY_DUPLICATES,     /* retries of a caller id still in the history */
+    HISTORY_TRIMMED,        /* dropped past --history-size */
+    HISTORY_EXPIRED,        /* dropped past --history-ttl */
+    HISTORY_EVICTED,        /* dropped, oldest first, because the store was full */
+    HISTORY_COMMIT_FAILED,  /* batches the store could not commit */
+    HISTORY_COUNTERS
+} history_counter;
 
 #define COUNTERS_LATENCY_BOUNDS 11                            /* finite histogram bounds */
 #define COUNTERS_LATENCY_BUCKETS (COUNTERS_LATENCY_BOUNDS + 1) /* + everything above them */

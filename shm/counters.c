@@ -21,7 +21,8 @@ const char *const counters_outcome_label[NOTIFY_OUTCOMES] = {
     [NOTIFY_DELIVERED] = "delivered", [NOTIFY_OFFLINE] = "offline",
     [NOTIFY_DROPPED] = "dropped",     [NOTIFY_INVALID] = "invalid",
     [NOTIFY_NOT_PUSHED] = "not_pushed", [NOTIFY_UNAVAILABLE] = "unavailable",
-    [NOTIFY_INTERNAL] = "internal",
+    [NOTIFY_INTERNAL] = "internal",   [NOTIFY_DUPLICATE] = "duplicate",
+    [NOTIFY_EXHAUSTED] = "exhausted",
 };
 
 unsigned counters_latency_bucket(uint64_t ns)

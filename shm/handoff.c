@@ -1,5 +1,5 @@
 /* handoff.c — the WSNOTIFY_WORKER string (see handoff.h):
- *   SLOT:SLOTS:LISTEN_FD:SHM_FD:QUEUE_FD:OUT_0,OUT_1,...,OUT_{SLOTS-1} */
+ *   SLOT:SLOTS:LISTEN_FD:SHM_FD:QUEUE_FD:MASTER_FD:OUT_0,OUT_1,...,OUT_{SLOTS-1} */
 #include "shm/handoff.h"
 
 #include <errno.h>
@@ -13,8 +13,8 @@ _Static_assert(HANDOFF_MAX_SLOTS == REGION_MAX_SLOTS, "a worker of every slot ca
 
 int handoff_format(const worker_handoff *h, char *out, size_t out_size)
 {
-    int n = snprintf(out, out_size, "%d:%d:%d:%d:%d:", h->slot, h->slots, h->listen_fd,
-                     h->shm_fd, h->queue_fd);
+    int n = snprintf(out, out_size, "%d:%d:%d:%d:%d:%d:", h->slot, h->slots, h->listen_fd,
+                     h->shm_fd, h->queue_fd, h->master_fd);
     if (n < 0 || (size_t)n >= out_size)
         return -1;
     size_t len = (size_t)n;
@@ -47,7 +47,8 @@ int handoff_parse(const char *spec, worker_handoff *h)
         (h->slots = parse_int(&p, ':', 1, HANDOFF_MAX_SLOTS)) < 0 ||
         (h->listen_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
         (h->shm_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
-        (h->queue_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 || h->slot >= h->slots)
+        (h->queue_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 ||
+        (h->master_fd = parse_int(&p, ':', 0, 1 << 20)) < 0 || h->slot >= h->slots)
         return -1;
     for (int i = 0; i < h->slots; i++) {
         char end = i + 1 < h->slots ? ',' : '\0';

@@ -1,13 +1,15 @@
 /* handoff.h — what the master hands a worker it starts: the slot and the
- * inherited descriptors (listening socket, shared region, the slot's queue and
- * every slot's sending end), carried as one string in the environment variable
- * WSNOTIFY_WORKER of the exec'd worker. */
+ * inherited descriptors (listening socket, shared region, the slot's queue, the
+ * master's queue and every slot's sending end), carried as one string in the
+ * environment variable WSNOTIFY_WORKER of the exec'd worker. The history
+ * store's directory goes in WSNOTIFY_STORE (absent: no history). */
 #ifndef WSN_HANDOFF_H
 #define WSN_HANDOFF_H
 
 #include <stddef.h>
 
 #define HANDOFF_MAX_SLOTS 256
+#define HANDOFF_STORE_ENV "WSNOTIFY_STORE"
 
 typedef struct {
     int slot;
@@ -15,6 +17,7 @@ typedef struct {
     int listen_fd;
     int shm_fd;
     int queue_fd;                       /* this slot's worker end */
+    int master_fd;                      /* sender end of the master's queue (marks) */
     int queue_out[HANDOFF_MAX_SLOTS];   /* every slot's sender end */
 } worker_handoff;
 

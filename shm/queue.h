@@ -22,7 +22,8 @@ typedef enum {
     QMSG_NOTIFY = 1,    /* to a worker: payload as one text frame to (user, generation) */
     QMSG_EVICT = 2,     /* to a worker: close (user, generation) with 4000 */
     QMSG_BROADCAST = 3, /* to a worker: payload to every open session (user 0) */
-    QMSG_MARKS = 4,     /* to the master: payload is packed queue_marks (user 0) */
+    QMSG_MARKS = 4,     /* to the master: payload is packed queue_marks (user 0); generation
+                         * is the sending slot, seq its number (region_slot.marks_sent) */
 } qmsg_type;
 
 typedef struct {

@@ -41,6 +41,15 @@ typedef struct {
     /* Set by anyone whose EVICT for this slot could not be queued: the slot's
      * worker then checks every connection it holds against the directory. */
     _Atomic uint32_t reconcile_requested;
+    _Atomic uint64_t replayed;      /* stored notifications sent again on (re)connect */
+    _Atomic uint64_t acks;          /* acks received from clients */
+    _Atomic uint64_t marks_lost;    /* SENT/ACKED reports the master's queue could not take */
+    /* The marks barrier (README "History"): the worker numbers its marks
+     * datagrams (marks_sent: the last one queued), the master says up to which
+     * one every mark is committed (marks_applied), so a replay of never-sent
+     * notifications can wait until no SENT mark is still on its way. */
+    _Atomic uint64_t marks_sent;
+    _Atomic uint64_t marks_applied;
     char pad[64];
 } region_slot;
 
@@ -53,6 +62,16 @@ typedef struct {
     _Atomic int64_t next_notification_id;   /* server-assigned ids, from a time base */
     _Atomic uint64_t notifications[NOTIFY_OUTCOMES];
     _Atomic uint64_t reload_generation;     /* bumped by the master per SIGHUP it forwards */
+    /* The history's hand-over (README "History"): the last seq handed out, and
+     * the seq up to which every notification is committed (or failed). */
+    _Atomic uint64_t accepted_seq;
+    _Atomic uint64_t committed_seq;
+    _Atomic uint64_t history[HISTORY_COUNTERS];       /* counters-t.h, by history_counter */
+    _Atomic uint64_t store_bytes;                     /* gauges of the store */
+    _Atomic uint64_t store_entries;
+    _Atomic uint64_t ack_waiters;                     /* gauge: calls waiting for an ack */
+    _Atomic uint64_t commit_bucket[COUNTERS_LATENCY_BUCKETS]; /* commit latency histogram */
+    _Atomic uint64_t commit_sum_ns;
     region_slot slot[REGION_MAX_SLOTS];
 } region_header;
 

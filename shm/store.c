@@ -49,7 +49,7 @@
 #define FLAG_PUSH 0x01u
 #define LOCK_NAME "wsnotifyd.lock"
 #define MAX_DBS 8
-#define MAX_READERS 256
+#define MAX_READERS 1024      /* every worker, the master's threads, and slack for dead ones */
 #define WRITE_ATTEMPTS 32     /* evict-and-retry rounds before a full store is an error */
 #define EVICT_MIN 64          /* entries deleted per eviction when the map is full */
 #define EVICT_MAX 4096        /* bounds one eviction's dirty pages */

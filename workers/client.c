@@ -19,6 +19,7 @@ void client_start_ws(client *cl)
     cl->phase = CLIENT_WS;
     ws_reader_init(&cl->u.ws.reader);
     cl->u.ws.msg_rate = (ratelimit_local){0};
+    cl->ack_credit = CLIENT_ACK_SLACK;
 }
 
 void client_free(conn *c)

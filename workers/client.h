@@ -6,6 +6,7 @@
 #ifndef WSN_CLIENT_H
 #define WSN_CLIENT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "shm/ratelimit.h"
@@ -19,15 +20,22 @@ typedef enum {
     CLIENT_WS,         /* upgraded and registered in the directory */
 } client_phase;
 
+/* Acks a session may send beyond the notifications written to it: a client
+ * may ack what an older connection showed it. */
+#define CLIENT_ACK_SLACK 16u
+
 /* The HTTP and WebSocket states never live at once, so they share memory:
- * an idle connection stays within one small allocation. */
+ * an idle connection stays within one small allocation (280 bytes on
+ * x86-64: the history adds only a flag and the ack budget, in padding). */
 typedef struct client {
     conn io;
     int64_t user_id;
-    uint64_t generation;
+    uint32_t generation;        /* the directory's (dir_holder.generation) */
     uint8_t phase;
+    bool in_handover;           /* its history hand-over is in the worker's table (handover.h) */
     uint16_t ctl_count;         /* ping/pong frames in the current second (ws_session.c) */
     uint32_t ctl_window;        /* loop->now when that second began */
+    uint32_t ack_credit;        /* acks it may still send: notifications written + slack */
     union {
         struct {
             char *head;                 /* partial request head, NULL when none */

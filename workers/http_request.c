@@ -22,6 +22,8 @@
 #include <limits.h>
 #include <string.h>
 
+#include "src/common/decimal.h"
+
 /* Real methods are short; a longer run of token bytes is not HTTP. */
 #define HTTP_MAX_METHOD 32
 
@@ -434,4 +436,35 @@ long http_query_param(const char *query, size_t query_len, const char *name, cha
         pos = pair_end + 1;
     }
     return -1;
+}
+
+/* 20 digits hold any uint64; one more proves a longer value too long. */
+#define LAST_ID_TEXT 24
+
+static int last_id_value(const char *s, size_t n, int64_t *out)
+{
+    uint64_t v = 0;
+    if (!decimal_parse_n(s, n, &v) || v > (uint64_t)HTTP_LAST_ID_MAX)
+        return -1;
+    *out = (int64_t)v;
+    return 1;
+}
+
+int http_request_last_id(const http_request *req, int64_t *out)
+{
+    char text[LAST_ID_TEXT];
+    if (req->query != NULL) {
+        long n = http_query_param(req->query, req->query_len, "last_id", text, sizeof text);
+        if (n >= 0)
+            return last_id_value(text, (size_t)n, out);
+        if (n == -2)
+            return -1;
+    }
+    size_t count = http_request_header_count(req, "Last-Event-ID");
+    if (count == 0)
+        return 0;
+    if (count > 1)
+        return -1;
+    const http_header *h = http_request_header(req, "Last-Event-ID");
+    return last_id_value(h->value, h->value_len, out);
 }

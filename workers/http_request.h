@@ -69,4 +69,15 @@ bool http_token_list_has(const char *value, size_t len, const char *token);
 long http_query_param(const char *query, size_t query_len, const char *name, char *out,
                       size_t out_size);
 
+/* The largest resume position a client may give: ids stay below 2^53 so that
+ * JavaScript reads them exactly (SPEC "gRPC"). */
+#define HTTP_LAST_ID_MAX ((INT64_C(1) << 53) - 1)
+
+/* The resume position of a /ws request: ?last_id=N (URL-decoded), else the
+ * header Last-Event-ID: N (the query wins, as with the token). N must be a
+ * plain decimal 0..HTTP_LAST_ID_MAX. Returns 1 with *out set, 0 when neither
+ * is present, -1 when the one that counts is malformed (or the header is
+ * repeated: two positions are no position). */
+int http_request_last_id(const http_request *req, int64_t *out);
+
 #endif

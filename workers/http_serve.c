@@ -1,9 +1,10 @@
 /* http_serve.c — the HTTP stage of a client connection: accepting it,
  * reading the request head (bounded), and answering it: the /ws upgrade
- * (handshake checks, JWT, per-user connect rate limit, directory claim,
- * eviction of an older connection, then the WebSocket session), /health,
- * /metrics, and JSON errors for everything else. Each refusal is logged with
- * its reason. After an answer the connection is closed. */
+ * (handshake checks, the resume position, JWT, per-user connect rate limit,
+ * directory claim, eviction of an older connection, then the WebSocket
+ * session), /health, /metrics, and JSON errors for everything else. Each
+ * refusal is logged with its reason. After an answer the connection is
+ * closed. */
 #include "workers/http_serve.h"
 
 #include <stdio.h>
@@ -195,7 +196,7 @@ static bool connect_rate_ok(client *c, int64_t user)
 }
 
 /* Register c as the user's connection; evict the previous holder wherever it is. */
-static bool claim_user(client *c, int64_t user, uint64_t *generation)
+static bool claim_user(client *c, int64_t user, uint32_t *generation)
 {
     worker *w = client_worker(c);
     dir_holder me = {
@@ -238,6 +239,13 @@ static void serve_upgrade(client *c, const http_request *req, uint8_t *rest, siz
     const http_header *key = NULL;
     if (!upgrade_request_valid(c, req, &key))
         return;
+    /* A malformed resume position is a bad request, answered before the
+     * token is looked at (like the other malformed upgrades). */
+    int64_t last_id = -1;
+    if (http_request_last_id(req, &last_id) < 0) {
+        reply_error(c, 400, "bad_last_id", "");
+        return;
+    }
     char token[AUTH_MAX_TOKEN + 1];
     long tlen = find_token(req, token, sizeof token);
     auth_claims claims;
@@ -261,10 +269,10 @@ static void serve_upgrade(client *c, const http_request *req, uint8_t *rest, siz
         reply_error(c, 500, "internal error", "");
         return;
     }
-    uint64_t generation = 0;
+    uint32_t generation = 0;
     if (!claim_user(c, claims.user_id, &generation))
         return;
-    ws_session_open(c, claims.user_id, generation, claims.email, resp, resp_len);
+    ws_session_open(c, claims.user_id, generation, claims.email, last_id, resp, resp_len);
     if (rest_len > 0 && c->phase == CLIENT_WS && c->io.state == CONN_OPEN)
         ws_session_feed(c, rest, rest_len);
 }

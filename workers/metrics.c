@@ -25,7 +25,17 @@ typedef struct {
     uint64_t auth_failures[AUTH_RESULT_COUNT];
     uint64_t latency_bucket[REGION_LATENCY_BUCKETS];
     uint64_t latency_sum_ns;
+    uint64_t replayed;
+    uint64_t acks;
+    uint64_t marks_lost;
 } metrics_totals;
+
+/* The labels of wsnotify_history_total, by history_counter (counters-t.h). */
+static const char *const history_label[HISTORY_COUNTERS] = {
+    [HISTORY_STORED] = "stored",       [HISTORY_DUPLICATES] = "duplicates",
+    [HISTORY_TRIMMED] = "trimmed",     [HISTORY_EXPIRED] = "expired",
+    [HISTORY_EVICTED] = "evicted",     [HISTORY_COMMIT_FAILED] = "commit_failed",
+};
 
 static uint64_t load(const _Atomic uint64_t *v)
 {
@@ -48,6 +58,9 @@ static void sum_slots(const region_header *hdr, metrics_totals *t)
         for (unsigned b = 0; b < REGION_LATENCY_BUCKETS; b++)
             t->latency_bucket[b] += load(&s->latency_bucket[b]);
         t->latency_sum_ns += load(&s->latency_sum_ns);
+        t->replayed += load(&s->replayed);
+        t->acks += load(&s->acks);
+        t->marks_lost += load(&s->marks_lost);
     }
 }
 
@@ -83,6 +96,12 @@ static void family(text_out *o, const char *name, const char *type, const char *
 static void counter(text_out *o, const char *name, const char *help, uint64_t v)
 {
     family(o, name, "counter", help);
+    emit(o, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void gauge(text_out *o, const char *name, const char *help, uint64_t v)
+{
+    family(o, name, "gauge", help);
     emit(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
@@ -124,25 +143,65 @@ static void render_frames(text_out *o, const metrics_totals *t)
          (unsigned long long)t->frames_out);
 }
 
-/* _count is the sum of the buckets read, not a separate counter, so the +Inf
- * bucket equals _count in every scrape even while workers are counting. */
-static void render_latency(text_out *o, const metrics_totals *t)
+/* A histogram from per-bucket (not cumulative) counts, the last one being
+ * everything over the largest bound. _count is the sum of the buckets read,
+ * not a separate counter, so the +Inf bucket equals _count in every scrape
+ * even while they are being counted. */
+static void histogram(text_out *o, const char *name, const char *help,
+                      const uint64_t bucket[COUNTERS_LATENCY_BUCKETS], uint64_t sum_ns)
 {
-    static const char name[] = "wsnotify_delivery_latency_seconds";
-    family(o, name, "histogram",
-           "Time from the gRPC call's acceptance to the notification frame being written "
-           "to the client's socket.");
+    family(o, name, "histogram", help);
     uint64_t cumulative = 0;
     for (unsigned b = 0; b < COUNTERS_LATENCY_BOUNDS; b++) {
-        cumulative += t->latency_bucket[b];
+        cumulative += bucket[b];
         emit(o, "%s_bucket{le=\"%s\"} %llu\n", name, counters_latency_bounds[b].le,
              (unsigned long long)cumulative);
     }
-    cumulative += t->latency_bucket[COUNTERS_LATENCY_BOUNDS];
+    cumulative += bucket[COUNTERS_LATENCY_BOUNDS];
     emit(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cumulative);
-    emit(o, "%s_sum %llu.%09llu\n", name, (unsigned long long)(t->latency_sum_ns / 1000000000u),
-         (unsigned long long)(t->latency_sum_ns % 1000000000u));
+    emit(o, "%s_sum %llu.%09llu\n", name, (unsigned long long)(sum_ns / 1000000000u),
+         (unsigned long long)(sum_ns % 1000000000u));
     emit(o, "%s_count %llu\n", name, (unsigned long long)cumulative);
+}
+
+static void render_latency(text_out *o, const metrics_totals *t)
+{
+    histogram(o, "wsnotify_delivery_latency_seconds",
+              "Time from the gRPC call's acceptance to the notification frame being written "
+              "to the client's socket.",
+              t->latency_bucket, t->latency_sum_ns);
+}
+
+static void render_history(text_out *o, const region_header *hdr, const metrics_totals *t)
+{
+    family(o, "wsnotify_history_total", "counter",
+           "What happened to stored notifications: committed (stored), caller-id retries "
+           "not stored again (duplicates), dropped past --history-size (trimmed), past "
+           "--history-ttl (expired), or because the store was full (evicted), and batches "
+           "the store could not commit (commit_failed).");
+    for (int k = 0; k < HISTORY_COUNTERS; k++)
+        emit(o, "wsnotify_history_total{event=\"%s\"} %llu\n", history_label[k],
+             (unsigned long long)load(&hdr->history[k]));
+    counter(o, "wsnotify_replayed_total",
+            "Stored notifications written again to a connecting client (resume with last_id, "
+            "or the ones never sent).",
+            t->replayed);
+    counter(o, "wsnotify_acks_total", "Acks received from clients.", t->acks);
+    counter(o, "wsnotify_marks_lost_total",
+            "SENT/ACKED reports that workers dropped because the master's queue was full.",
+            t->marks_lost);
+    gauge(o, "wsnotify_store_bytes", "Bytes of the history store in use.",
+          load(&hdr->store_bytes));
+    gauge(o, "wsnotify_store_entries", "Notifications in the history store.",
+          load(&hdr->store_entries));
+    gauge(o, "wsnotify_ack_waiters", "SendNotification calls waiting for an ack (wait_ack_ms).",
+          load(&hdr->ack_waiters));
+    uint64_t bucket[COUNTERS_LATENCY_BUCKETS];
+    for (unsigned b = 0; b < COUNTERS_LATENCY_BUCKETS; b++)
+        bucket[b] = load(&hdr->commit_bucket[b]);
+    histogram(o, "wsnotify_store_commit_seconds",
+              "Time one group commit of the history store took (write and sync).", bucket,
+              load(&hdr->commit_sum_ns));
 }
 
 size_t metrics_render(const shm_region *r, char *out, size_t out_size)
@@ -168,5 +227,6 @@ size_t metrics_render(const shm_region *r, char *out, size_t out_size)
     counter(&o, "wsnotify_worker_restarts_total", "Worker processes started again after dying.",
             t.restarts);
     render_latency(&o, &t);
+    render_history(&o, hdr, &t);
     return o.overflow ? 0 : o.len;
 }

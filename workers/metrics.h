@@ -12,7 +12,7 @@
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4"
 
 /* Upper bound of the exposition: fixed families plus one line per worker slot. */
-#define METRICS_MAX_TEXT (8192u + 64u * REGION_MAX_SLOTS)
+#define METRICS_MAX_TEXT (16384u + 64u * REGION_MAX_SLOTS)
 
 /* Write the whole exposition into out. Returns its length, or 0 if it does not
  * fit (never with out_size >= METRICS_MAX_TEXT). */

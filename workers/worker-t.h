@@ -12,10 +12,13 @@
 #include "src/common/config.h"
 #include "src/common/secrets.h"
 #include "workers/conn.h"
+#include "workers/handover.h"
+#include "workers/marks.h"
 #include "workers/user_map.h"
 
 struct event;
 struct ssl_ctx_st;
+struct store;
 
 typedef struct worker {
     const wsn_config *cfg;
@@ -42,6 +45,13 @@ typedef struct worker {
     bool stopping;
     bool stop_requested;               /* a stale directory epoch was met: stop and be respawned */
     uint32_t stop_started;
+    /* The history (handover.h): set when WSNOTIFY_STORE names the store and
+     * --history-size > 0; else sessions behave as without history. */
+    bool history;
+    struct store *store;               /* read-only; NULL while it cannot be opened */
+    handover_table handovers;          /* sessions replaying their history */
+    marks_batch marks;                 /* SENT/ACKED marks for the master */
+    struct event *marks_ev;            /* flushes them once per loop iteration */
 } worker;
 
 #endif

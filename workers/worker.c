@@ -21,6 +21,7 @@
 #include "src/common/log.h"
 #include "workers/client.h"
 #include "workers/conn.h"
+#include "workers/handover.h"
 #include "workers/http_serve.h"
 #include "workers/worker_reload.h"
 #include "workers/ws_session.h"
@@ -103,7 +104,9 @@ static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
     for (int i = 0; i < WORKER_QUEUE_READS_PER_EVENT; i++) {
         ssize_t n = recv(fd, w->qbuf, QUEUE_MAX_DATAGRAM, MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                handover_queue_drained(w); /* nothing a replay covered can still come */
+            else if (errno != EINTR)
                 log_error("queue read: %s", strerror(errno));
             break;
         }
@@ -112,10 +115,20 @@ static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
             log_warn("dropping a corrupt queue datagram (%zd bytes)", n);
             continue;
         }
-        if (m.type == QMSG_EVICT)
+        switch (m.type) {
+        case QMSG_EVICT:
             ws_session_evict(w, m.user, m.generation);
-        else
-            ws_session_deliver(w, m.user, m.generation, m.payload, m.payload_len, m.accepted_ns);
+            break;
+        case QMSG_NOTIFY:
+            ws_session_deliver(w, &m);
+            break;
+        case QMSG_BROADCAST:
+            ws_session_broadcast(w, &m);
+            break;
+        default:
+            log_warn("dropping a queue datagram of type %u: not for a worker", m.type);
+            break;
+        }
     }
     conn_reap(&w->loop);
 }
@@ -256,6 +269,7 @@ static void worker_teardown(worker *w)
             conn_abort(c, "exit");
     }
     conn_reap(&w->loop);
+    handover_free(w); /* after the sessions (they leave their hand-overs), before the base */
     struct event *evs[] = {w->accept_ev, w->resume_accept_ev, w->queue_ev, w->tick_ev,
                            w->heartbeat_ev, w->signal_ev[0], w->signal_ev[1], w->signal_ev[2]};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
@@ -300,7 +314,8 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     w.loop.out_limit = (size_t)cfg->max_pending_output << 20;
     w.loop.scratch = malloc(w.loop.scratch_size);
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
-    if (w.loop.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0) {
+    if (w.loop.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0 ||
+        handover_init(&w) != 0) {
         log_error("cannot set up the event loop");
         goto out;
     }

@@ -1,16 +1,23 @@
 /* ws_session.c — the WebSocket session of an upgraded connection: registering
- * it, the client messages (connected, ping → pong, error; see README), control
- * frames, the close handshake, eviction and delivery of queued notifications. */
+ * it, the client messages (connected, ping → pong, ack, error; see README),
+ * control frames, the close handshake, eviction, and delivery of queued
+ * notifications and broadcasts (through the hand-over while a session
+ * replays its history: handover.h). */
 #include "workers/ws_session.h"
 
 #include <errno.h>
 #include <json-c/json.h>
 #include <string.h>
+#include <time.h>
 
 #include "shm/counters.h"
 #include "shm/queue.h"
+#include "shm/store.h"
 #include "src/common/log.h"
+#include "workers/handover.h"
+#include "workers/marks.h"
 #include "workers/worker-t.h"
+#include "workers/ws_message.h"
 
 #define RECONCILE_CHUNK 256      /* connections checked per directory pass step */
 
@@ -21,6 +28,9 @@ static const char unknown_type_json[] =
     "{\"type\":\"error\",\"data\":{\"message\":\"unknown message type\"}}";
 static const char binary_json[] =
     "{\"type\":\"error\",\"data\":{\"message\":\"binary messages are not supported\"}}";
+/* An ack whose data.id is missing or not an integer 0..2^63-1 (ws_message.h). */
+static const char bad_ack_json[] =
+    "{\"type\":\"error\",\"data\":{\"message\":\"ack needs an integer id\"}}";
 
 int ws_session_send(client *cl, uint8_t opcode, const void *payload, size_t len)
 {
@@ -36,13 +46,42 @@ int ws_session_send(client *cl, uint8_t opcode, const void *payload, size_t len)
     return rc;
 }
 
-static int send_text(client *c, const char *json, size_t len)
+int ws_session_send_text(client *c, const void *json, size_t len)
 {
     return ws_session_send(c, WS_OP_TEXT, json, len);
 }
 
-static int send_connected(client *c, int64_t user_id, const char *email)
+/* An answer to a client message: behind the replay while the session is in
+ * its hand-over, so `connected` stays the first message. */
+static int reply(client *c, const char *json, size_t len)
 {
+    if (c->in_handover) {
+        handover_item it = {.kind = HANDOVER_REPLY, .data = (const uint8_t *)json,
+                            .len = (uint32_t)len};
+        if (handover_take(c, &it))
+            return c->io.state == CONN_OPEN ? 0 : -1;
+    }
+    return ws_session_send_text(c, json, len);
+}
+
+int ws_session_write_notification(client *c, const void *json, size_t len, int64_t id,
+                                  uint64_t seq, uint64_t accepted_ns)
+{
+    worker *w = client_worker(c);
+    if (ws_session_send(c, WS_OP_TEXT, json, len) != 0)
+        return -1;
+    if (c->ack_credit < UINT32_MAX)
+        c->ack_credit++;
+    if (seq != 0)
+        marks_put(w, c->user_id, id, STORE_SENT, 0);
+    if (accepted_ns != 0)
+        counters_observe_delivery(w->stats, accepted_ns);
+    return 0;
+}
+
+int ws_session_send_connected(client *c, const char *email, int recovered)
+{
+    int64_t user_id = c->user_id;
     json_object *root = json_object_new_object();
     json_object *data = json_object_new_object();
     if (root == NULL || data == NULL) {
@@ -57,6 +96,8 @@ static int send_connected(client *c, int64_t user_id, const char *email)
     bad |= json_object_object_add(data, "email", json_object_new_string(email));
     bad |= json_object_object_add(data, "message",
                                   json_object_new_string("Connected to notifications"));
+    if (recovered >= 0)
+        bad |= json_object_object_add(data, "recovered", json_object_new_boolean(recovered));
     size_t len = 0;
     const char *text = bad ? NULL
                            : json_object_to_json_string_length(
@@ -66,7 +107,7 @@ static int send_connected(client *c, int64_t user_id, const char *email)
     if (text == NULL)
         conn_abort(&c->io, "cannot build the connected message");
     else
-        rc = send_text(c, text, len);
+        rc = ws_session_send_text(c, text, len);
     json_object_put(root);
     return rc;
 }
@@ -86,6 +127,7 @@ static void on_ws_close(conn *io, const char *why)
                  (long long)c->user_id, w->cfg->max_pending_output);
     else if (why == conn_error_eof)
         log_debug("client closed without a close frame (UserID=%lld)", (long long)c->user_id);
+    handover_forget(c);
     user_map_remove(&w->users, c->user_id, c);
     directory_release(w->shm.dir, c->user_id, c->generation);
     atomic_fetch_sub_explicit(&w->stats->connections, 1, memory_order_relaxed);
@@ -109,8 +151,8 @@ static const conn_ops ws_ops = {
     .on_free = client_free,
 };
 
-void ws_session_open(client *c, int64_t user_id, uint64_t generation, const char *email,
-                     const char *response, size_t response_len)
+void ws_session_open(client *c, int64_t user_id, uint32_t generation, const char *email,
+                     int64_t last_id, const char *response, size_t response_len)
 {
     worker *w = client_worker(c);
     c->user_id = user_id;
@@ -136,7 +178,14 @@ void ws_session_open(client *c, int64_t user_id, uint64_t generation, const char
              (long long)region_total_connections(&w->shm));
     if (conn_write(&c->io, response, response_len) != 0)
         return;
-    send_connected(c, user_id, email);
+    if (handover_enabled(w)) {
+        handover_start(c, email, last_id);
+        return;
+    }
+    /* No history: nothing to replay. recovered follows SPEC's definition for
+     * an empty history: last_id 0 ("from its start") is fully recovered, any
+     * other id is not in it. */
+    ws_session_send_connected(c, email, last_id < 0 ? -1 : last_id == 0);
 }
 
 void ws_session_close(client *c, uint16_t code, const char *reason)
@@ -150,39 +199,9 @@ void ws_session_close(client *c, uint16_t code, const char *reason)
     conn_close_after_output(&c->io);
 }
 
-/* A client text message: only {"type":"ping"} is defined. */
-static int on_client_text(client *c, const uint8_t *data, size_t len)
-{
-    json_tokener *tok = json_tokener_new();
-    if (tok == NULL) {
-        conn_abort(&c->io, "out of memory parsing a message");
-        return -1;
-    }
-    json_object *msg = json_tokener_parse_ex(tok, (const char *)data, (int)len);
-    bool complete = msg != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-                    json_tokener_get_parse_end(tok) == len;
-    json_tokener_free(tok);
-    json_object *type = NULL;
-    const char *reply = invalid_json;
-    size_t reply_len = sizeof invalid_json - 1;
-    if (complete && json_object_is_type(msg, json_type_object) &&
-        json_object_object_get_ex(msg, "type", &type) &&
-        json_object_is_type(type, json_type_string)) {
-        if (strcmp(json_object_get_string(type), "ping") == 0) {
-            reply = pong_json;
-            reply_len = sizeof pong_json - 1;
-        } else {
-            reply = unknown_type_json;
-            reply_len = sizeof unknown_type_json - 1;
-        }
-    }
-    json_object_put(msg);
-    return send_text(c, reply, reply_len);
-}
-
 /* --max-messages-per-second: counts complete data messages (a fragmented one
- * once), not control frames, so answering pings never trips it. Returns false
- * when the connection was closed for it. */
+ * once) other than acks, not control frames, so answering pings never trips
+ * it. Returns false when the connection was closed for it. */
 static bool message_rate_ok(client *c)
 {
     worker *w = client_worker(c);
@@ -193,6 +212,58 @@ static bool message_rate_ok(client *c)
              (long long)c->user_id, limit);
     ws_session_close(c, WS_CLOSE_POLICY, "rate limit exceeded");
     return false;
+}
+
+static uint64_t realtime_ms(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* {"type":"ack","data":{"id":N}}: no reply. Acks are outside the message
+ * rate (a client acks every notification, and a replay can bring hundreds at
+ * once) but bounded by what was written to it (ack_credit). Unknown ids, or
+ * another user's, are the master's to ignore; without history none is sent. */
+static int on_ack(client *c, int64_t id)
+{
+    worker *w = client_worker(c);
+    if (c->ack_credit == 0) {
+        log_info("closing UserID=%lld with 1008: more acks than notifications written to it",
+                 (long long)c->user_id);
+        ws_session_close(c, WS_CLOSE_POLICY, "ack flood");
+        return -1;
+    }
+    c->ack_credit--;
+    atomic_fetch_add_explicit(&w->stats->acks, 1, memory_order_relaxed);
+    if (id > 0 && id <= STORE_MAX_ID)
+        marks_put(w, c->user_id, id, STORE_ACKED, realtime_ms());
+    return 0;
+}
+
+/* A client text message (ws_message.h): ping → pong, ack, or an error. */
+static int on_client_text(client *c, const uint8_t *data, size_t len)
+{
+    ws_message msg;
+    if (ws_message_parse(data, len, &msg) != 0) {
+        conn_abort(&c->io, "out of memory parsing a message");
+        return -1;
+    }
+    if (msg.type == WS_MSG_ACK)
+        return on_ack(c, msg.ack_id);
+    if (!message_rate_ok(c))
+        return -1;
+    switch (msg.type) {
+    case WS_MSG_PING:
+        return reply(c, pong_json, sizeof pong_json - 1);
+    case WS_MSG_BAD_ACK:
+        return reply(c, bad_ack_json, sizeof bad_ack_json - 1);
+    case WS_MSG_UNKNOWN:
+        return reply(c, unknown_type_json, sizeof unknown_type_json - 1);
+    default:
+        return reply(c, invalid_json, sizeof invalid_json - 1);
+    }
 }
 
 /* What one feed of bytes leaves to do once every frame in it was read. */
@@ -225,7 +296,8 @@ static int on_ws_event(void *ctx, const ws_event *ev)
     feed_ctx *f = ctx;
     client *c = f->c;
     atomic_fetch_add_explicit(&client_worker(c)->stats->frames_in, 1, memory_order_relaxed);
-    if ((ev->type == WS_EV_TEXT || ev->type == WS_EV_BINARY) && !message_rate_ok(c))
+    /* Text is rated once parsed: acks do not count (on_client_text). */
+    if (ev->type == WS_EV_BINARY && !message_rate_ok(c))
         return 1;
     if ((ev->type == WS_EV_PING || ev->type == WS_EV_PONG) && !control_rate_ok(c))
         return 1;
@@ -241,7 +313,7 @@ static int on_ws_event(void *ctx, const ws_event *ev)
         on_client_text(c, ev->data, ev->len);
         break;
     case WS_EV_BINARY:
-        send_text(c, binary_json, sizeof binary_json - 1);
+        reply(c, binary_json, sizeof binary_json - 1);
         break;
     case WS_EV_PING:
         /* Answered once the whole read is parsed, for the latest ping only
@@ -293,17 +365,55 @@ static void on_ws_data(conn *io, uint8_t *data, size_t len)
     ws_session_feed(c, data, len);
 }
 
-void ws_session_deliver(worker *w, int64_t user, uint64_t generation, const uint8_t *json,
-                        size_t len, uint64_t accepted_ns)
+void ws_session_deliver(worker *w, const queue_msg *m)
 {
-    client *c = user_map_get(&w->users, user);
-    if (c == NULL || c->generation != generation || c->io.state != CONN_OPEN) {
+    client *c = user_map_get(&w->users, m->user);
+    if (c == NULL || c->generation != m->generation || c->io.state != CONN_OPEN) {
         atomic_fetch_add_explicit(&w->stats->queue_dropped, 1, memory_order_relaxed);
-        log_debug("dropping a notification for UserID=%lld: connection gone", (long long)user);
+        log_debug("dropping a notification for UserID=%lld: connection gone",
+                  (long long)m->user);
         return;
     }
-    if (send_text(c, (const char *)json, len) == 0)
-        counters_observe_delivery(w->stats, accepted_ns);
+    if (c->in_handover) {
+        handover_item it = {.kind = HANDOVER_LIVE, .seq = m->seq, .id = m->id,
+                            .accepted_ns = m->accepted_ns, .data = m->payload,
+                            .len = m->payload_len};
+        if (handover_take(c, &it))
+            return;
+    }
+    ws_session_write_notification(c, m->payload, m->payload_len, m->id, m->seq,
+                                  m->accepted_ns);
+}
+
+/* n frames of one broadcast written now: one latency, counted n times (a
+ * clock read per session would cost more than the writes). */
+static void observe_broadcast(worker *w, uint64_t accepted_ns, uint64_t n)
+{
+    struct timespec now;
+    if (n == 0 || accepted_ns == 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return;
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    uint64_t ns = now_ns > accepted_ns ? now_ns - accepted_ns : 0;
+    atomic_fetch_add_explicit(&w->stats->latency_bucket[counters_latency_bucket(ns)], n,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stats->latency_sum_ns, ns * n, memory_order_relaxed);
+}
+
+void ws_session_broadcast(worker *w, const queue_msg *m)
+{
+    handover_item it = {.kind = HANDOVER_BROADCAST, .id = m->id, .accepted_ns = m->accepted_ns,
+                        .data = m->payload, .len = m->payload_len};
+    uint64_t written = 0;
+    /* A write that fails takes only its own session off the list. */
+    for (conn *io = w->open.head, *next; io != NULL; io = next) {
+        next = io->next;
+        client *c = client_of(io);
+        if (c->in_handover && handover_take(c, &it))
+            continue; /* written after its replay */
+        if (ws_session_write_notification(c, m->payload, m->payload_len, m->id, 0, 0) == 0)
+            written++;
+    }
+    observe_broadcast(w, m->accepted_ns, written);
 }
 
 void ws_session_evict(worker *w, int64_t user, uint64_t generation)

@@ -22,6 +22,13 @@ enum {
     OPT_LOG_LEVEL_FILE,
     OPT_TLS_CERT,
     OPT_TLS_KEY,
+    OPT_DATA_DIR,
+    OPT_HISTORY_SIZE,
+    OPT_HISTORY_TTL,
+    OPT_DATA_MAX_SIZE,
+    OPT_USERS_FILE,
+    OPT_TOKEN_TTL,
+    OPT_DEMO,
 };
 
 static const struct option long_options[] = {
@@ -41,6 +48,13 @@ static const struct option long_options[] = {
     {"log-level-file", required_argument, NULL, OPT_LOG_LEVEL_FILE},
     {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
     {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"history-size", required_argument, NULL, OPT_HISTORY_SIZE},
+    {"history-ttl", required_argument, NULL, OPT_HISTORY_TTL},
+    {"data-max-size", required_argument, NULL, OPT_DATA_MAX_SIZE},
+    {"users-file", required_argument, NULL, OPT_USERS_FILE},
+    {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
+    {"demo", no_argument, NULL, OPT_DEMO},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -78,6 +92,21 @@ void config_print_help(FILE *out)
             "      --tls-cert FILE         PEM certificate (chain): the HTTP/WebSocket port then\n"
             "                              speaks TLS only, wss:// and https:// (default: none)\n"
             "      --tls-key FILE          PEM private key of --tls-cert (default: none)\n"
+            "      --data-dir DIR          the history store (history, acks, id counter), created\n"
+            "                              mode 0700 if missing (default: a private temporary\n"
+            "                              store that lives as long as the process)\n"
+            "      --history-size N        notifications kept per user for replay, 0..10000;\n"
+            "                              0 = no history, no replay, acks or status (default: 100)\n"
+            "      --history-ttl SECONDS   a stored notification older than this is dropped\n"
+            "                              (default: 604800, a week)\n"
+            "      --data-max-size MIB     bound on the store's size; when full the oldest\n"
+            "                              notifications go first (default: 1024)\n"
+            "      --users-file PATH       enables POST /api/v1/auth/login; lines USER_ID:EMAIL:HASH\n"
+            "                              (crypt(3), see wsnotifyctl user); re-read on SIGHUP\n"
+            "      --token-ttl SECONDS     lifetime of the tokens the login endpoint issues\n"
+            "                              (default: 3600)\n"
+            "      --demo                  also serve the browser test page at\n"
+            "                              GET /test_websocket.html (default: off)\n"
             "  -h, --help                  print this help and exit\n"
             "  -V, --version               print the version and exit\n"
             "\n"
@@ -104,6 +133,13 @@ void config_defaults(wsn_config *cfg)
     cfg->max_messages_per_second = 10;
     cfg->max_handshakes = 4096;
     cfg->max_pending_output = 256;
+    cfg->data_dir = NULL;
+    cfg->history_size = 100;
+    cfg->history_ttl = 604800;
+    cfg->data_max_size = 1024;
+    cfg->users_file = NULL;
+    cfg->token_ttl = 3600;
+    cfg->demo = false;
 }
 
 static bool parse_address(const char *s, char *out, size_t out_size)
@@ -196,6 +232,40 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
                 return bad_value(err, err_size, "--max-connects-per-minute", optarg,
                                  "0..1000, 0 = no limit");
             cfg->max_connects_per_minute = (uint32_t)v;
+            break;
+        case OPT_DATA_DIR:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--data-dir", optarg, "a directory path");
+            cfg->data_dir = optarg;
+            break;
+        case OPT_HISTORY_SIZE:
+            if (!decimal_parse_range(optarg, 0, CONFIG_MAX_HISTORY, &v))
+                return bad_value(err, err_size, "--history-size", optarg, "0..10000");
+            cfg->history_size = (uint32_t)v;
+            break;
+        case OPT_HISTORY_TTL:
+            if (!decimal_parse_range(optarg, 1, 315360000, &v))
+                return bad_value(err, err_size, "--history-ttl", optarg,
+                                 "1..315360000 seconds");
+            cfg->history_ttl = (uint32_t)v;
+            break;
+        case OPT_DATA_MAX_SIZE:
+            if (!decimal_parse_range(optarg, 1, 1048576, &v))
+                return bad_value(err, err_size, "--data-max-size", optarg, "1..1048576 MiB");
+            cfg->data_max_size = (uint32_t)v;
+            break;
+        case OPT_USERS_FILE:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--users-file", optarg, "a file path");
+            cfg->users_file = optarg;
+            break;
+        case OPT_TOKEN_TTL:
+            if (!decimal_parse_range(optarg, 1, 31536000, &v))
+                return bad_value(err, err_size, "--token-ttl", optarg, "1..31536000 seconds");
+            cfg->token_ttl = (uint32_t)v;
+            break;
+        case OPT_DEMO:
+            cfg->demo = true;
             break;
         case OPT_MAX_HANDSHAKES:
             if (!decimal_parse_range(optarg, 1, 1048576, &v))

@@ -3,6 +3,7 @@
 #ifndef WSN_CONFIG_H
 #define WSN_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -13,6 +14,7 @@
 /* The largest limits the rate limiters can count (shm/ratelimit.c checks them). */
 #define CONFIG_MAX_CONNECTS_PER_MINUTE 1000u
 #define CONFIG_MAX_MESSAGES_PER_SECOND 10000u
+#define CONFIG_MAX_HISTORY 10000u
 
 typedef struct {
     int workers;
@@ -28,6 +30,13 @@ typedef struct {
     uint32_t max_messages_per_second;  /* per connection, data messages; 0 = no limit */
     uint32_t max_handshakes;       /* per worker, connections not yet upgraded */
     uint32_t max_pending_output;   /* per worker, MiB of unsent output, all connections */
+    const char *data_dir;          /* --data-dir; NULL: a private temporary store */
+    uint32_t history_size;         /* per user, 0..CONFIG_MAX_HISTORY; 0 = no history */
+    uint32_t history_ttl;          /* seconds */
+    uint32_t data_max_size;        /* MiB: bound on the store's total size */
+    const char *users_file;        /* --users-file: enables POST /api/v1/auth/login */
+    uint32_t token_ttl;            /* seconds: lifetime of the login endpoint's tokens */
+    bool demo;                     /* also serve the browser test page */
     const char *log_level_file;    /* NULL: none; else its first word overrides log_level (re-read on SIGHUP) */
     const char *tls_cert;          /* PEM certificate (chain); NULL: plain HTTP/WebSocket */
     const char *tls_key;           /* PEM private key; set exactly when tls_cert is */

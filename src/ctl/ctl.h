@@ -6,6 +6,7 @@
 #define WSN_CTL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #define CTL_DEFAULT_GRPC_SERVER "127.0.0.1:50056"
@@ -19,6 +20,10 @@ int ctl_bad_option(int opt, char **argv);
 
 /* A flag's value that does not parse. Returns the exit status. */
 int ctl_bad_value(const char *flag, const char *value, const char *expected);
+
+/* Any decimal int64, sign allowed: the server, not the client, judges the
+ * value. Returns 0 or -1. */
+int ctl_parse_i64(const char *s, int64_t *out);
 
 /* No command takes operands: true (and said so) when one is left after the flags. */
 bool ctl_extra_operand(int argc, char **argv);

@@ -1,8 +1,9 @@
 /* wsnotifyctl.c — the operator's client: main, which hands its arguments to
  * one command. The commands live one a file: `token` (ctl_token.c) mints an
  * HS256 JWT with the daemon's secret, `send` (ctl_send.c) calls
- * SendNotification over gRPC, `health` (ctl_health.c) fetches /health over
- * plain HTTP. */
+ * SendNotification over gRPC, `status` (ctl_status.c) calls
+ * GetNotificationStatus, `user` (ctl_user.c) hashes a password for
+ * --users-file, `health` (ctl_health.c) fetches /health over plain HTTP. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +11,9 @@
 #include "src/ctl/ctl.h"
 #include "src/ctl/ctl_health.h"
 #include "src/ctl/ctl_send.h"
+#include "src/ctl/ctl_status.h"
 #include "src/ctl/ctl_token.h"
+#include "src/ctl/ctl_user.h"
 
 int main(int argc, char **argv)
 {
@@ -33,6 +36,10 @@ int main(int argc, char **argv)
         return ctl_send_run(argc - 1, argv + 1);
     if (strcmp(cmd, "health") == 0)
         return ctl_health_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "status") == 0)
+        return ctl_status_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "user") == 0)
+        return ctl_user_run(argc - 1, argv + 1);
     fprintf(stderr, "wsnotifyctl: unknown command '%s' (see --help)\n", cmd);
     return 2;
 }

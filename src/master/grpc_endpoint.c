@@ -52,6 +52,9 @@
 
 typedef enum {
     METHOD_SEND = 0,
+    METHOD_SEND_BATCH,
+    METHOD_BROADCAST,
+    METHOD_STATUS,
     METHOD_HEALTH_CHECK,
     METHOD_REFLECTION_V1,
     METHOD_REFLECTION_V1ALPHA,
@@ -68,6 +71,9 @@ typedef struct {
 
 static const method_def method_defs[METHOD_KINDS] = {
     [METHOD_SEND] = {"/notification.NotificationService/SendNotification", false, 128},
+    [METHOD_SEND_BATCH] = {"/notification.NotificationService/SendNotifications", false, 16},
+    [METHOD_BROADCAST] = {"/notification.NotificationService/Broadcast", false, 8},
+    [METHOD_STATUS] = {"/notification.NotificationService/GetNotificationStatus", false, 16},
     [METHOD_HEALTH_CHECK] = {"/grpc.health.v1.Health/Check", false, 8},
     [METHOD_REFLECTION_V1] = {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", true, 4},
     [METHOD_REFLECTION_V1ALPHA] = {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -92,9 +98,11 @@ struct grpc_endpoint {
     pthread_t thread;
     atomic_bool lame_duck;    /* stopping: refuse new work with UNAVAILABLE */
     atomic_bool stopping;     /* set before shutdown: requested calls are not replaced */
-    bool server_down;         /* gRPC thread only: the shutdown tag came back */
-    long calls;               /* gRPC thread only (after start): live call contexts */
+    atomic_bool server_down;  /* the shutdown tag came back */
+    atomic_long calls;        /* live call contexts (a deferred answer may free one on
+                               * the history thread) */
     atomic_long active;       /* calls that arrived and are not finished */
+    atomic_bool queue_closed;
     _Atomic uint64_t beat_ms; /* CLOCK_MONOTONIC ms of the thread's last turn (watchdog) */
     atomic_bool finished;     /* the serving thread has returned */
     bool joined;
@@ -124,7 +132,8 @@ typedef struct {
 static void ep_maybe_close_queue(grpc_endpoint *e)
 {
     /* Only once nothing can post on the queue any more. */
-    if (e->server_down && e->calls == 0)
+    if (atomic_load(&e->server_down) && atomic_load(&e->calls) == 0 &&
+        !atomic_exchange(&e->queue_closed, true))
         grpc_completion_queue_shutdown(e->cq);
 }
 
@@ -145,7 +154,7 @@ static void call_free(call_ctx *c)
     if (c->arrived)
         atomic_fetch_sub(&e->active, 1);
     free(c);
-    e->calls--;
+    atomic_fetch_sub(&e->calls, 1);
     ep_maybe_close_queue(e);
 }
 
@@ -161,7 +170,7 @@ static int ep_request(grpc_endpoint *e, method_kind kind)
     c->kind = kind;
     c->state = CALL_REQUESTED;
     grpc_metadata_array_init(&c->request_md);
-    e->calls++;
+    atomic_fetch_add(&e->calls, 1);
     grpc_call_error rc;
     if (kind == METHOD_OTHER) {
         grpc_call_details_init(&c->details);
@@ -235,19 +244,49 @@ static void call_finish(call_ctx *c, grpc_status_code code, const char *details,
 
 /* ------------------------------------------------------------- handlers */
 
-/* SendNotification or health Check: grpc_services.c answers, we reply. */
+/* A deferred answer (grpc_services.h, grpc_later), from the history thread:
+ * the gRPC thread does not touch the call meanwhile, and the batch's
+ * completion comes back on the queue as for any other answer. */
+static void finish_later(void *call, grpc_status_code code, const char *details,
+                         grpc_byte_buffer *response)
+{
+    call_finish(call, code, details, response);
+}
+
+/* A unary method: grpc_services.c answers, we reply (now or later). */
 static void handle_unary(call_ctx *c)
 {
     grpc_endpoint *e = c->ep;
     bool lame_duck = atomic_load(&e->lame_duck);
     char details[GRPC_MESSAGE_DETAILS_MAX] = "";
     grpc_byte_buffer *response = NULL;
-    grpc_status_code code =
-        c->kind == METHOD_SEND
-            ? grpc_services_send_notification(e->router, lame_duck, c->recv, &response, details,
-                                              sizeof details)
-            : grpc_services_health_check(!lame_duck && region_ready_workers(e->router->shm) > 0,
-                                         c->recv, &response, details, sizeof details);
+    grpc_later later = {.finish = finish_later, .call = c};
+    grpc_status_code code;
+    switch (c->kind) {
+    case METHOD_SEND:
+        code = grpc_services_send_notification(e->router, lame_duck, c->recv, &later, &response,
+                                               details, sizeof details);
+        break;
+    case METHOD_SEND_BATCH:
+        code = grpc_services_send_notifications(e->router, lame_duck, c->recv, &later,
+                                                &response, details, sizeof details);
+        break;
+    case METHOD_BROADCAST:
+        code = grpc_services_broadcast(e->router, lame_duck, c->recv, &response, details,
+                                       sizeof details);
+        break;
+    case METHOD_STATUS:
+        code = grpc_services_status(e->router, c->recv, &response, details, sizeof details);
+        break;
+    default:
+        code = grpc_services_health_check(!lame_duck && region_ready_workers(e->router->shm) > 0,
+                                          c->recv, &response, details, sizeof details);
+        break;
+    }
+    if (code == GRPC_SERVICES_LATER) {
+        c->state = CALL_FINISHING; /* from here the call is the history's until it answers */
+        return;
+    }
     call_finish(c, code, details, response);
 }
 
@@ -315,6 +354,9 @@ static void call_on_arrival(call_ctx *c, bool ok)
         (void)ep_request(e, c->kind); /* logged; one fewer in the backlog at worst */
     switch (c->kind) {
     case METHOD_SEND:
+    case METHOD_SEND_BATCH:
+    case METHOD_BROADCAST:
+    case METHOD_STATUS:
     case METHOD_HEALTH_CHECK:
         handle_unary(c);
         break;
@@ -368,7 +410,7 @@ static void *ep_thread_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         if (ev.tag == &e->shutdown_tag) {
-            e->server_down = true;
+            atomic_store(&e->server_down, true);
             ep_maybe_close_queue(e);
             continue;
         }
@@ -482,6 +524,9 @@ grpc_endpoint *grpc_endpoint_start(const char *bind_addr, uint16_t port, router 
     atomic_init(&e->lame_duck, false);
     atomic_init(&e->stopping, false);
     atomic_init(&e->active, 0);
+    atomic_init(&e->calls, 0);
+    atomic_init(&e->server_down, false);
+    atomic_init(&e->queue_closed, false);
     atomic_init(&e->beat_ms, monotonic_ms());
     atomic_init(&e->finished, false);
     e->refl = grpc_reflection_create();

@@ -1,12 +1,19 @@
-/* grpc_services.c — SendNotification and the health Check, request message in,
- * status and response message out. */
+/* grpc_services.c — the daemon's unary methods, request message in, status and
+ * response message out (see grpc_services.h): SendNotification,
+ * SendNotifications, Broadcast, GetNotificationStatus and the health Check.
+ *
+ * With history, a SendNotification(s) answer waits for its commit: the call
+ * is parked in a pending_call, whose done() (run on the history thread) packs
+ * the response and finishes the call through the endpoint's `later`. */
 #include "src/master/grpc_services.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/health.pb-c.h"
 #include "proto/notification.pb-c.h"
+#include "shm/store.h"
 #include "src/common/grpc_message.h"
 #include "src/common/log.h"
 
@@ -21,11 +28,9 @@ static grpc_status_code reply(const ProtobufCMessage *m, grpc_byte_buffer **resp
     return GRPC_STATUS_INTERNAL;
 }
 
-/* The router's answer to a decoded request, as a gRPC status. */
-static grpc_status_code route(router *r, const Notification__SendNotificationRequest *req,
-                              grpc_byte_buffer **response, char *details, size_t details_size)
+static notify_request request_of(const Notification__SendNotificationRequest *req)
 {
-    notify_request nr = {
+    return (notify_request){
         .user_id = req->user_id,
         .type = req->type,
         .title = req->title,
@@ -33,33 +38,115 @@ static grpc_status_code route(router *r, const Notification__SendNotificationReq
         .link = req->link,
         .send_push = req->send_push != 0,
         .id = req->id,
+        .wait_ack_ms = req->wait_ack_ms,
     };
-    notify_result res;
+}
+
+/* ---- SendNotification(s): the answer, now or later -------------------------- */
+
+typedef struct {
+    notify_reply base;   /* first: the router's done() gets &base */
+    grpc_later later;
+    bool batch;
+    notify_result results[];
+} pending_call;
+
+static grpc_byte_buffer *pack_results(const notify_result *res, size_t n, bool batch)
+{
+    Notification__SendNotificationResponse one[1];
+    Notification__SendNotificationResponse *each = n <= 1 ? one : calloc(n, sizeof *each);
+    Notification__SendNotificationResponse **ptrs = batch ? calloc(n, sizeof *ptrs) : NULL;
+    grpc_byte_buffer *bb = NULL;
+    if (each == NULL || (batch && ptrs == NULL))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        Notification__SendNotificationResponse r = NOTIFICATION__SEND_NOTIFICATION_RESPONSE__INIT;
+        r.notification_id = res[i].notification_id;
+        r.delivered = res[i].delivered;
+        r.acked = res[i].acked;
+        r.duplicate = res[i].duplicate;
+        each[i] = r;
+        if (batch)
+            ptrs[i] = &each[i];
+    }
+    if (batch) {
+        Notification__SendNotificationsResponse all =
+            NOTIFICATION__SEND_NOTIFICATIONS_RESPONSE__INIT;
+        all.n_results = n;
+        all.results = ptrs;
+        bb = grpc_message_pack(&all.base);
+    } else {
+        bb = grpc_message_pack(&each[0].base);
+    }
+out:
+    if (each != one)
+        free(each);
+    free(ptrs);
+    return bb;
+}
+
+static grpc_status_code status_of(route_status st)
+{
+    switch (st) {
+    case ROUTE_OK: return GRPC_STATUS_OK;
+    case ROUTE_INVALID: return GRPC_STATUS_INVALID_ARGUMENT;
+    case ROUTE_EXHAUSTED: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    default: return GRPC_STATUS_INTERNAL;
+    }
+}
+
+/* The history thread: every result of the call is final. */
+static void on_results(notify_reply *r)
+{
+    pending_call *p = (pending_call *)r;
+    grpc_status_code code = status_of(r->status);
+    grpc_byte_buffer *bb = NULL;
+    if (code == GRPC_STATUS_OK && (bb = pack_results(p->results, r->count, p->batch)) == NULL) {
+        code = GRPC_STATUS_INTERNAL;
+        snprintf(r->details, sizeof r->details, "cannot encode the response");
+    }
+    p->later.finish(p->later.call, code, code == GRPC_STATUS_OK ? "" : r->details, bb);
+    free(p);
+}
+
+/* Route n requests; answer now (returns the status, *response on OK) or later
+ * (GRPC_SERVICES_LATER: the pending call finishes it). */
+static grpc_status_code submit(router *r, const notify_request *reqs, size_t n, bool batch,
+                               const grpc_later *later, grpc_byte_buffer **response,
+                               char *details, size_t details_size)
+{
+    pending_call *p = calloc(1, sizeof *p + n * sizeof p->results[0]);
+    if (p == NULL) {
+        snprintf(details, details_size, "out of memory");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+    p->base = (notify_reply){.done = on_results, .count = n, .results = p->results};
+    p->later = *later;
+    p->batch = batch;
     details[0] = '\0';
-    switch (router_send(r, &nr, &res, details, details_size)) {
-    case ROUTE_OK: {
+    route_status st = router_submit(r, reqs, n, batch, &p->base, details, details_size);
+    if (st == ROUTE_DEFERRED)
+        return GRPC_SERVICES_LATER; /* p belongs to the history now */
+    grpc_status_code code = status_of(st);
+    if (code == GRPC_STATUS_OK) {
         details[0] = '\0';
-        Notification__SendNotificationResponse resp =
-            NOTIFICATION__SEND_NOTIFICATION_RESPONSE__INIT;
-        resp.notification_id = res.notification_id;
-        resp.delivered = res.delivered;
-        return reply(&resp.base, response, details, details_size);
-    }
-    case ROUTE_INVALID:
-        log_debug("gRPC SendNotification: INVALID_ARGUMENT: %s", details);
-        return GRPC_STATUS_INVALID_ARGUMENT;
-    case ROUTE_INTERNAL:
-    default:
-        region_count_notification(r->shm, NOTIFY_INTERNAL);
+        *response = pack_results(p->results, n, batch);
+        if (*response == NULL) {
+            snprintf(details, details_size, "cannot encode the response");
+            code = GRPC_STATUS_INTERNAL;
+        }
+    } else if (code == GRPC_STATUS_INTERNAL) {
         log_error("gRPC SendNotification: %s", details);
-        if (details[0] == '\0')
-            snprintf(details, details_size, "internal error");
-        return GRPC_STATUS_INTERNAL;
+    } else {
+        log_debug("gRPC SendNotification: %s", details);
     }
+    free(p);
+    return code;
 }
 
 grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
                                                  grpc_byte_buffer *request,
+                                                 const grpc_later *later,
                                                  grpc_byte_buffer **response, char *details,
                                                  size_t details_size)
 {
@@ -78,7 +165,118 @@ grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
         snprintf(details, details_size, "the server is shutting down");
         code = GRPC_STATUS_UNAVAILABLE;
     } else {
-        code = route(r, req, response, details, details_size);
+        notify_request nr = request_of(req);
+        code = submit(r, &nr, 1, false, later, response, details, details_size);
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return code;
+}
+
+grpc_status_code grpc_services_send_notifications(router *r, bool lame_duck,
+                                                  grpc_byte_buffer *request,
+                                                  const grpc_later *later,
+                                                  grpc_byte_buffer **response, char *details,
+                                                  size_t details_size)
+{
+    Notification__SendNotificationsRequest *req =
+        (Notification__SendNotificationsRequest *)grpc_message_unpack(
+            &notification__send_notifications_request__descriptor, request);
+    if (req == NULL) {
+        region_count_notification(r->shm, NOTIFY_INVALID);
+        snprintf(details, details_size,
+                 "the request is not a valid notification.SendNotificationsRequest");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    grpc_status_code code;
+    size_t n = req->n_notifications;
+    notify_request *reqs = NULL;
+    if (lame_duck) {
+        for (size_t i = 0; i < (n > 0 ? n : 1); i++)
+            region_count_notification(r->shm, NOTIFY_UNAVAILABLE);
+        snprintf(details, details_size, "the server is shutting down");
+        code = GRPC_STATUS_UNAVAILABLE;
+    } else if (n == 0 || n > NOTIFY_MAX_BATCH) {
+        region_count_notification(r->shm, NOTIFY_INVALID);
+        snprintf(details, details_size, "notifications: between 1 and %u requests, got %zu",
+                 NOTIFY_MAX_BATCH, n);
+        code = GRPC_STATUS_INVALID_ARGUMENT;
+    } else if ((reqs = calloc(n, sizeof *reqs)) == NULL) {
+        snprintf(details, details_size, "out of memory");
+        code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            reqs[i] = request_of(req->notifications[i]);
+        code = submit(r, reqs, n, true, later, response, details, details_size);
+    }
+    free(reqs);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return code;
+}
+
+grpc_status_code grpc_services_broadcast(router *r, bool lame_duck, grpc_byte_buffer *request,
+                                         grpc_byte_buffer **response, char *details,
+                                         size_t details_size)
+{
+    Notification__BroadcastRequest *req = (Notification__BroadcastRequest *)grpc_message_unpack(
+        &notification__broadcast_request__descriptor, request);
+    if (req == NULL) {
+        snprintf(details, details_size, "the request is not a valid notification.BroadcastRequest");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    grpc_status_code code;
+    if (lame_duck) {
+        snprintf(details, details_size, "the server is shutting down");
+        code = GRPC_STATUS_UNAVAILABLE;
+    } else {
+        notify_request nr = {.type = req->type, .title = req->title, .message = req->message,
+                             .link = req->link, .send_push = true};
+        int64_t id = 0, recipients = 0;
+        route_status st = router_broadcast(r, &nr, &id, &recipients, details, details_size);
+        code = status_of(st);
+        if (code == GRPC_STATUS_OK) {
+            details[0] = '\0';
+            Notification__BroadcastResponse resp = NOTIFICATION__BROADCAST_RESPONSE__INIT;
+            resp.notification_id = id;
+            resp.recipients = recipients;
+            code = reply(&resp.base, response, details, details_size);
+            log_info("broadcast %lld handed to %lld connections", (long long)id,
+                     (long long)recipients);
+        }
+    }
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return code;
+}
+
+grpc_status_code grpc_services_status(router *r, grpc_byte_buffer *request,
+                                      grpc_byte_buffer **response, char *details,
+                                      size_t details_size)
+{
+    Notification__GetNotificationStatusRequest *req =
+        (Notification__GetNotificationStatusRequest *)grpc_message_unpack(
+            &notification__get_notification_status_request__descriptor, request);
+    if (req == NULL) {
+        snprintf(details, details_size,
+                 "the request is not a valid notification.GetNotificationStatusRequest");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    notify_status st;
+    grpc_status_code code;
+    int rc = router_status(r, req->user_id, req->notification_id, &st);
+    if (rc == 1) {
+        snprintf(details, details_size, "notification %lld of user %lld is not in the history",
+                 (long long)req->notification_id, (long long)req->user_id);
+        code = GRPC_STATUS_NOT_FOUND;
+    } else if (rc != 0) {
+        snprintf(details, details_size, "cannot read the history");
+        code = GRPC_STATUS_INTERNAL;
+    } else {
+        Notification__NotificationStatus resp = NOTIFICATION__NOTIFICATION_STATUS__INIT;
+        resp.state = st.state == STORE_ACKED   ? NOTIFICATION__NOTIFICATION_STATUS__STATE__ACKED
+                     : st.state == STORE_SENT  ? NOTIFICATION__NOTIFICATION_STATUS__STATE__SENT
+                                               : NOTIFICATION__NOTIFICATION_STATUS__STATE__STORED;
+        resp.timestamp = st.timestamp;
+        resp.acked_at = st.acked_at;
+        code = reply(&resp.base, response, details, details_size);
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
     return code;

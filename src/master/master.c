@@ -32,7 +32,10 @@
 
 #include "shm/queue.h"
 #include "shm/region.h"
+#include "shm/store.h"
+#include "src/master/data_dir.h"
 #include "src/master/grpc_endpoint.h"
+#include "src/master/history.h"
 #include "src/master/listener.h"
 #include "src/common/log.h"
 #include "src/master/reload.h"
@@ -79,7 +82,11 @@ struct master {
     bool stopping;
     int running;
     int queue_out[REGION_MAX_SLOTS];  /* the router's view of the slot queues */
+    queue_pair master_queue;          /* workers → master: SENT/ACKED marks */
     router router;
+    history *history;                 /* the store's writer; NULL: --history-size 0 */
+    char store_dir[DATA_DIR_MAX];     /* "" without history */
+    bool store_temporary;             /* no --data-dir: removed at exit */
     grpc_endpoint *grpc;              /* started after the workers; NULL once stopped */
     sd_service systemd;               /* READY/STATUS/STOPPING/WATCHDOG under systemd */
 };
@@ -140,8 +147,8 @@ static void exec_worker(master *m, const worker_handoff *h, char **envp)
     sigaddset(&early, SIGINT);
     sigaddset(&early, SIGHUP);
     sigprocmask(SIG_SETMASK, &early, NULL);
-    int keep[3] = {h->listen_fd, h->shm_fd, h->queue_fd};
-    for (int i = 0; i < 3; i++)
+    int keep[4] = {h->listen_fd, h->shm_fd, h->queue_fd, h->master_fd};
+    for (int i = 0; i < 4; i++)
         if (fcntl(keep[i], F_SETFD, 0) != 0)
             _exit(1);
     for (int i = 0; i < h->slots; i++)
@@ -160,6 +167,7 @@ static int master_spawn(master *m, int s)
         .listen_fd = slot->listen_fd,
         .shm_fd = m->shm.fd,
         .queue_fd = slot->queue.worker_end,
+        .master_fd = m->master_queue.sender_end,
     };
     for (int i = 0; i < m->slots; i++)
         h.queue_out[i] = m->slot[i].queue.sender_end;
@@ -372,6 +380,7 @@ static void master_stop(master *m, int sig)
     /* gRPC first: its in-flight calls still reach live workers while they finish. */
     log_info("%s: stopping the gRPC endpoint", strsignal(sig));
     grpc_endpoint_lame_duck(m->grpc);
+    history_release_waiters(m->history); /* the drain must not wait for acks */
     m->stop_stage = STOP_LAME_DUCK;
     m->stop_waited_ms = 0;
     stop_after(m, GRPC_ENDPOINT_LAME_DUCK_MS);
@@ -410,6 +419,10 @@ static int master_open_resources(master *m, char *err, size_t err_size)
     }
     if (listener_check_free(cfg->bind, cfg->port, err, err_size) != 0)
         return -1;
+    if (queue_pair_create(&m->master_queue) != 0) {
+        snprintf(err, err_size, "cannot create the master's queue: %s", strerror(errno));
+        return -1;
+    }
     for (int i = 0; i < m->slots; i++) {
         master_slot *slot = &m->slot[i];
         slot->owner = m;
@@ -465,6 +478,10 @@ static void master_teardown(master *m)
     for (int i = 0; i < 4; i++)
         if (m->signal_ev[i] != NULL)
             event_free(m->signal_ev[i]);
+    if (m->master_queue.worker_end > 0)
+        close(m->master_queue.worker_end);
+    if (m->master_queue.sender_end > 0)
+        close(m->master_queue.sender_end);
     if (m->kill_ev != NULL)
         event_free(m->kill_ev);
     if (m->stop_ev != NULL)
@@ -478,11 +495,55 @@ static void master_teardown(master *m)
 
 /* After the workers exist: gRPC's threads start here (workers are exec'd, so
  * later respawns stay safe). The router sends to every slot's queue. */
+/* Before the workers (they open the store as readers) and before any thread:
+ * the store's directory goes to the workers in the environment. */
+static int master_open_history(master *m, char *err, size_t err_size)
+{
+    const wsn_config *cfg = m->cfg;
+    if (cfg->history_size == 0)
+        return 0;
+    if (data_dir_prepare(cfg->data_dir, m->store_dir, err, err_size) != 0)
+        return -1;
+    m->store_temporary = cfg->data_dir == NULL;
+    history_options o = {
+        .dir = m->store_dir,
+        .durable = cfg->data_dir != NULL,
+        .history_size = cfg->history_size,
+        .ttl_ns = (uint64_t)cfg->history_ttl * 1000000000u,
+        .map_size = (uint64_t)cfg->data_max_size << 20,
+        .marks_fd = m->master_queue.worker_end,
+    };
+    if (history_open(&m->history, &m->shm, &o, err, err_size) != 0)
+        return -1;
+    if (setenv(HANDOFF_STORE_ENV, m->store_dir, 1) != 0) {
+        snprintf(err, err_size, "setenv: %s", strerror(errno));
+        return -1;
+    }
+    log_info("history: %u per user for %u s in %s%s", cfg->history_size, cfg->history_ttl,
+             m->store_dir, m->store_temporary ? " (temporary: removed at exit)" : "");
+    return 0;
+}
+
+static void master_close_history(master *m)
+{
+    store_close(m->router.view);
+    m->router.view = NULL;
+    history_close(m->history);
+    m->history = NULL;
+    if (m->store_temporary && m->store_dir[0] != '\0')
+        data_dir_remove(m->store_dir);
+}
+
 static int master_start_grpc(master *m, char *err, size_t err_size)
 {
     for (int i = 0; i < m->slots; i++)
         m->queue_out[i] = m->slot[i].queue.sender_end;
-    m->router = (router){.shm = &m->shm, .slots = m->slots, .queue_out = m->queue_out};
+    m->router = (router){.shm = &m->shm, .slots = m->slots, .queue_out = m->queue_out,
+                         .history = m->history,
+                         .ttl_ns = (uint64_t)m->cfg->history_ttl * 1000000000u};
+    if (m->history != NULL &&
+        store_view(history_store(m->history), &m->router.view, err, err_size) != 0)
+        return -1;
     m->grpc = grpc_endpoint_start(m->cfg->grpc_bind, m->cfg->grpc_port, &m->router, err,
                                   err_size);
     if (m->grpc == NULL)
@@ -530,6 +591,11 @@ int master_main(const wsn_config *cfg, char **argv)
         log_error("cannot set up the event loop");
         goto out;
     }
+    if (master_open_history(&m, err, sizeof err) != 0) {
+        fprintf(stderr, "wsnotifyd: --data-dir %s: %s\n",
+                cfg->data_dir != NULL ? cfg->data_dir : "(temporary)", err);
+        goto out;
+    }
     if (sd_service_start(&m.systemd, m.base, &m.shm, m.slots) != 0)
         log_warn("systemd notification incomplete (see above); serving anyway");
     for (int i = 0; i < m.slots; i++)
@@ -560,6 +626,9 @@ out:
         while (waitpid(-1, NULL, 0) > 0)
             ;
     }
+    /* After the workers: their last marks are read in the final round. */
+    if (!m.grpc_left_running)
+        master_close_history(&m);
     master_teardown(&m);
     return status;
 }

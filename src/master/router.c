@@ -1,4 +1,11 @@
-/* router.c — validate, number and route a notification (see router.h).
+/* router.c — number, route and store notifications (see router.h).
+ *
+ * The order of a notification's steps is the history's hand-over (README
+ * "History"): its seq is taken, then (after a full fence) its user is looked
+ * up in the directory and the datagram queued, and only then is it handed to
+ * the history. A connection that claimed its user before the lookup gets it
+ * live; one that claimed after reads it from the store, because it waits for
+ * committed_seq to reach the seq it read after its claim.
  *
  * Queue-full policy: a worker that does not drain its queue (stuck, or
  * respawning) must neither slow the gRPC endpoint for everybody else nor lose
@@ -15,117 +22,9 @@
 #include <time.h>
 
 #include "shm/queue.h"
+#include "shm/store.h"
 #include "src/common/log.h"
-#include "src/common/utf8.h"
-
-static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
-
-static int check_utf8(const char *field, const char *s, char *err, size_t err_size)
-{
-    if (!utf8_valid((const uint8_t *)s, strlen(s))) {
-        snprintf(err, err_size, "%s is not valid UTF-8", field);
-        return -1;
-    }
-    return 0;
-}
-
-int notify_validate(const notify_request *req, char *err, size_t err_size)
-{
-    const char *type = or_empty(req->type);
-    const char *title = or_empty(req->title);
-    const char *message = or_empty(req->message);
-    const char *link = or_empty(req->link);
-    if (req->user_id <= 0) {
-        snprintf(err, err_size, "user_id must be a positive integer");
-        return -1;
-    }
-    if (type[0] == '\0') {
-        snprintf(err, err_size, "type is required");
-        return -1;
-    }
-    if (strlen(type) > NOTIFY_MAX_TYPE) {
-        snprintf(err, err_size, "type is longer than %u bytes", NOTIFY_MAX_TYPE);
-        return -1;
-    }
-    if (title[0] == '\0') {
-        snprintf(err, err_size, "title is required");
-        return -1;
-    }
-    size_t content = strlen(title) + strlen(message) + strlen(link);
-    if (content > NOTIFY_MAX_CONTENT) {
-        snprintf(err, err_size, "title+message+link is %zu bytes, over the %u-byte limit",
-                 content, NOTIFY_MAX_CONTENT);
-        return -1;
-    }
-    if (req->id < 0 || req->id > NOTIFY_ID_MAX) {
-        /* Clients read ids as JavaScript numbers, exact only below 2^53. */
-        snprintf(err, err_size, "id must be between 0 and 2^53-1");
-        return -1;
-    }
-    if (check_utf8("type", type, err, err_size) != 0 ||
-        check_utf8("title", title, err, err_size) != 0 ||
-        check_utf8("message", message, err, err_size) != 0 ||
-        check_utf8("link", link, err, err_size) != 0)
-        return -1;
-    return 0;
-}
-
-void notify_format_timestamp(int64_t unix_seconds, char out[21])
-{
-    time_t t = (time_t)unix_seconds;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(out, 21, "1970-01-01T00:00:00Z");
-}
-
-static int add_string(json_object *obj, const char *key, const char *value)
-{
-    json_object *s = json_object_new_string(value);
-    if (s == NULL)
-        return -1;
-    return json_object_object_add(obj, key, s);
-}
-
-char *notify_build_json(const notify_request *req, int64_t id, const char *timestamp,
-                        size_t *len)
-{
-    json_object *root = json_object_new_object();
-    json_object *data = json_object_new_object();
-    json_object *jid = json_object_new_int64(id);
-    char *out = NULL;
-    if (root == NULL || data == NULL || jid == NULL)
-        goto fail;
-    if (add_string(root, "type", "notification") != 0)
-        goto fail;
-    if (json_object_object_add(root, "data", data) != 0)
-        goto fail;
-    json_object *owned_data = data;
-    data = NULL; /* owned by root from here */
-    if (json_object_object_add(owned_data, "id", jid) != 0)
-        goto fail;
-    jid = NULL;
-    if (add_string(owned_data, "title", or_empty(req->title)) != 0 ||
-        add_string(owned_data, "message", or_empty(req->message)) != 0 ||
-        add_string(owned_data, "notification_type", or_empty(req->type)) != 0 ||
-        add_string(owned_data, "link", or_empty(req->link)) != 0 ||
-        add_string(owned_data, "timestamp", timestamp) != 0)
-        goto fail;
-    size_t n = 0;
-    const char *text = json_object_to_json_string_length(
-        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    if (text == NULL)
-        goto fail;
-    out = malloc(n + 1);
-    if (out != NULL) {
-        memcpy(out, text, n + 1);
-        *len = n;
-    }
-fail:
-    json_object_put(jid);
-    json_object_put(data);
-    json_object_put(root);
-    return out;
-}
+#include "src/master/history.h"
 
 /* One line per worker per second at most: a stuck worker must not flood the
  * log with a line per call. */
@@ -144,52 +43,276 @@ static void warn_dropped(router *r, int slot, int64_t id, int64_t user, int err)
              (long long)id, (long long)user, slot, strerror(err), (unsigned long long)n);
 }
 
-route_status router_send(router *r, const notify_request *req, notify_result *res, char *err,
-                         size_t err_size)
+static uint64_t realtime_ns(void)
 {
-    struct timespec accepted;
-    clock_gettime(CLOCK_REALTIME, &accepted);
-    res->notification_id = 0;
-    res->delivered = false;
-    if (notify_validate(req, err, err_size) != 0) {
-        region_count_notification(r->shm, NOTIFY_INVALID);
-        return ROUTE_INVALID;
-    }
-    int64_t id = req->id != 0 ? req->id : region_next_notification_id(r->shm);
-    res->notification_id = id;
-    if (!req->send_push) {
-        region_count_notification(r->shm, NOTIFY_NOT_PUSHED);
-        return ROUTE_OK;
-    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Queue json to the user's live holder. Returns the outcome. */
+static notify_outcome push(router *r, const notify_request *req, int64_t id, uint64_t seq,
+                           uint64_t accepted_ns, const char *json, size_t len)
+{
     dir_holder holder;
     if (!directory_lookup(r->shm->dir, req->user_id, &holder) || holder.slot < 0 ||
-        holder.slot >= r->slots) {
-        region_count_notification(r->shm, NOTIFY_OFFLINE);
-        return ROUTE_OK;
-    }
-    char timestamp[21];
-    notify_format_timestamp((int64_t)accepted.tv_sec, timestamp);
-    size_t len = 0;
-    char *json = notify_build_json(req, id, timestamp, &len);
-    if (json == NULL) {
-        snprintf(err, err_size, "out of memory building the notification");
-        return ROUTE_INTERNAL;
-    }
+        holder.slot >= r->slots)
+        return NOTIFY_OFFLINE;
     queue_msg m = {
         .type = QMSG_NOTIFY,
         .user = req->user_id,
         .generation = holder.generation,
-        .accepted_ns = (uint64_t)accepted.tv_sec * 1000000000u + (uint64_t)accepted.tv_nsec,
+        .accepted_ns = accepted_ns,
+        .id = id,
+        .seq = seq,
         .payload = (const uint8_t *)json,
         .payload_len = (uint32_t)len,
     };
     if (queue_send(r->queue_out[holder.slot], &m) != 0) {
         warn_dropped(r, holder.slot, id, req->user_id, errno);
-        region_count_notification(r->shm, NOTIFY_DROPPED);
-    } else {
-        res->delivered = true;
-        region_count_notification(r->shm, NOTIFY_DELIVERED);
+        return NOTIFY_DROPPED;
+    }
+    return NOTIFY_DELIVERED;
+}
+
+static void count_all(router *r, size_t n, notify_outcome outcome)
+{
+    for (size_t i = 0; i < n; i++)
+        region_count_notification(r->shm, outcome);
+}
+
+static int validate_all(const notify_request *reqs, size_t n, bool batch, char *err,
+                        size_t err_size)
+{
+    char why[200];
+    for (size_t i = 0; i < n; i++) {
+        const char *bad = NULL;
+        if (notify_validate(&reqs[i], why, sizeof why) != 0)
+            bad = why;
+        else if (reqs[i].wait_ack_ms < 0 || reqs[i].wait_ack_ms > NOTIFY_MAX_WAIT_ACK_MS)
+            bad = "wait_ack_ms must be between 0 and 60000";
+        else if (batch && reqs[i].wait_ack_ms != 0)
+            bad = "wait_ack_ms must be 0 in SendNotifications";
+        if (bad == NULL)
+            continue;
+        if (batch)
+            snprintf(err, err_size, "notifications[%zu]: %s", i, bad);
+        else
+            snprintf(err, err_size, "%s", bad);
+        return -1;
+    }
+    return 0;
+}
+
+/* A caller id still in the history: a retry, answered without storing or
+ * pushing. 1: a committed one (result final), 2: one not committed yet (its
+ * answer waits for that commit), 0: new, -1: the store failed. */
+static int find_duplicate(router *r, const notify_request *req)
+{
+    if (req->id == 0 || r->history == NULL)
+        return 0;
+    if (history_pending_id(r->history, req->user_id, req->id))
+        return 2;
+    store_entry e;
+    int rc = store_find(r->view, req->user_id, req->id, realtime_ns(), &e);
+    return rc == 0 ? 1 : rc == 1 ? 0 : -1;
+}
+
+/* One request, from its duplicate check to its push. Returns the item to
+ * store (NULL when nothing is to be stored: a committed duplicate, or no
+ * history), with *outcome; -1 in *failed when it could not be handled. */
+static history_item *handle_one(router *r, const notify_request *req, notify_reply *reply,
+                                size_t index, notify_outcome *outcome, bool *failed, char *err,
+                                size_t err_size)
+{
+    notify_result *res = &reply->results[index];
+    *res = (notify_result){0};
+    *failed = false;
+    int dup = find_duplicate(r, req);
+    if (dup < 0) {
+        snprintf(err, err_size, "cannot read the history");
+        *failed = true;
+        return NULL;
+    }
+    if (dup == 1) {
+        res->notification_id = req->id;
+        res->duplicate = true;
+        *outcome = NOTIFY_DUPLICATE;
+        atomic_fetch_add_explicit(&r->shm->hdr->history[HISTORY_DUPLICATES], 1,
+                                  memory_order_relaxed);
+        return NULL;
+    }
+    uint64_t accepted_ns = realtime_ns();
+    int64_t id = req->id != 0 ? req->id : region_next_notification_id(r->shm);
+    res->notification_id = id;
+    char timestamp[21];
+    notify_format_timestamp((int64_t)(accepted_ns / 1000000000u), timestamp);
+    size_t len = 0;
+    char *json = notify_build_json(req, id, timestamp, &len);
+    history_item *item = NULL;
+    if (json != NULL && r->history != NULL)
+        item = history_item_new(json, len);
+    if (json == NULL || (r->history != NULL && item == NULL)) {
+        free(json);
+        snprintf(err, err_size, "out of memory building the notification");
+        *failed = true;
+        return NULL;
+    }
+    uint64_t seq = 0;
+    if (item != NULL) {
+        item->user = req->user_id;
+        item->id = id;
+        item->accepted_ns = accepted_ns;
+        item->push = req->send_push;
+        item->dup_of_pending = dup == 2;
+        item->wait_ack_ms = req->wait_ack_ms;
+        item->reply = reply;
+        item->index = index;
+        if (!item->dup_of_pending) {
+            seq = item->seq = atomic_fetch_add(&r->shm->hdr->accepted_seq, 1) + 1;
+            /* Pairs with the fence a connection makes between its claim and its
+             * read of accepted_seq: one of the two sees the other. */
+            atomic_thread_fence(memory_order_seq_cst);
+        }
+    }
+    if (dup == 2)
+        *outcome = NOTIFY_DUPLICATE;
+    else if (req->send_push)
+        *outcome = push(r, req, id, seq, accepted_ns, json, len);
+    else
+        *outcome = NOTIFY_NOT_PUSHED;
+    res->delivered = *outcome == NOTIFY_DELIVERED;
+    free(json);
+    if (item != NULL)
+        item->outcome = *outcome;
+    return item;
+}
+
+route_status router_submit(router *r, const notify_request *reqs, size_t n, bool batch,
+                           notify_reply *reply, char *err, size_t err_size)
+{
+    if (n == 0 || n > NOTIFY_MAX_BATCH) {
+        snprintf(err, err_size, "notifications: between 1 and %u requests", NOTIFY_MAX_BATCH);
+        region_count_notification(r->shm, NOTIFY_INVALID);
+        return ROUTE_INVALID;
+    }
+    if (validate_all(reqs, n, batch, err, err_size) != 0) {
+        count_all(r, n, NOTIFY_INVALID);
+        return ROUTE_INVALID;
+    }
+    /* Room for the calls that will wait for an ack, before anything is sent:
+     * each item gives its place back when answered. */
+    size_t waiting = 0;
+    for (size_t i = 0; i < n; i++)
+        waiting += r->history != NULL && reqs[i].wait_ack_ms > 0;
+    if (waiting > 0 && !history_reserve_waiters(r->history, waiting)) {
+        snprintf(err, err_size, "%u calls are already waiting for an ack", HISTORY_MAX_WAITERS);
+        count_all(r, n, NOTIFY_EXHAUSTED);
+        return ROUTE_EXHAUSTED;
+    }
+    history_item *first = NULL, *last = NULL;
+    size_t items = 0;
+    size_t done = 0;
+    bool failed = false;
+    for (; done < n && !failed; done++) {
+        notify_outcome outcome = NOTIFY_INTERNAL;
+        history_item *item = handle_one(r, &reqs[done], reply, done, &outcome, &failed, err,
+                                        err_size);
+        if (failed)
+            break;
+        if (item == NULL) {
+            region_count_notification(r->shm, outcome);
+            if (waiting > 0 && reqs[done].wait_ack_ms > 0)
+                history_unreserve_waiters(r->history, 1);
+            continue;
+        }
+        if (last != NULL)
+            last->next = item;
+        else
+            first = item;
+        last = item;
+        items++;
+    }
+    if (failed) {
+        /* The requests not handled fail with the call; those handled are
+         * stored all the same (they may have been pushed). */
+        log_error("notification: %s", err);
+        count_all(r, n - done, NOTIFY_INTERNAL);
+        for (size_t i = done; waiting > 0 && i < n; i++)
+            if (reqs[i].wait_ack_ms > 0)
+                history_unreserve_waiters(r->history, 1);
+    }
+    if (items == 0)
+        return failed ? ROUTE_INTERNAL : ROUTE_OK;
+    reply->pending = items;
+    reply->status = failed ? ROUTE_INTERNAL : ROUTE_OK;
+    if (failed)
+        snprintf(reply->details, sizeof reply->details, "%s", err);
+    history_submit(r->history, first, last);
+    return ROUTE_DEFERRED;
+}
+
+route_status router_send(router *r, const notify_request *req, notify_result *res, char *err,
+                         size_t err_size)
+{
+    notify_reply reply = {.count = 1, .results = res};
+    return router_submit(r, req, 1, false, &reply, err, err_size);
+}
+
+route_status router_broadcast(router *r, const notify_request *req, int64_t *id,
+                              int64_t *recipients, char *err, size_t err_size)
+{
+    notify_request checked = *req;
+    checked.user_id = 1; /* a broadcast has no user: checked as anyone's */
+    *id = 0;
+    *recipients = 0;
+    if (notify_validate(&checked, err, err_size) != 0)
+        return ROUTE_INVALID;
+    uint64_t accepted_ns = realtime_ns();
+    *id = region_next_notification_id(r->shm);
+    char timestamp[21];
+    notify_format_timestamp((int64_t)(accepted_ns / 1000000000u), timestamp);
+    size_t len = 0;
+    char *json = notify_build_json(req, *id, timestamp, &len);
+    if (json == NULL) {
+        snprintf(err, err_size, "out of memory building the notification");
+        return ROUTE_INTERNAL;
+    }
+    queue_msg m = {
+        .type = QMSG_BROADCAST,
+        .accepted_ns = accepted_ns,
+        .id = *id,
+        .payload = (const uint8_t *)json,
+        .payload_len = (uint32_t)len,
+    };
+    for (int s = 0; s < r->slots; s++) {
+        /* Read before the send: the connections the worker will write it to. */
+        int64_t open = atomic_load_explicit(&r->shm->hdr->slot[s].connections,
+                                            memory_order_relaxed);
+        if (atomic_load_explicit(&r->shm->hdr->slot[s].ready, memory_order_relaxed) == 0)
+            continue;
+        if (queue_send(r->queue_out[s], &m) != 0) {
+            warn_dropped(r, s, *id, 0, errno);
+            continue;
+        }
+        *recipients += open > 0 ? open : 0;
     }
     free(json);
     return ROUTE_OK;
+}
+
+int router_status(router *r, int64_t user, int64_t id, notify_status *out)
+{
+    if (r->history == NULL || user <= 0 || id <= 0)
+        return 1;
+    store_entry e;
+    int rc = store_find(r->view, user, id, realtime_ns(), &e);
+    if (rc != 0)
+        return rc;
+    out->state = e.state;
+    notify_format_timestamp((int64_t)(e.accepted_ns / 1000000000u), out->timestamp);
+    out->acked_at[0] = '\0';
+    if (e.state == STORE_ACKED)
+        notify_format_timestamp_ms(e.acked_ms, out->acked_at);
+    return 0;
 }

@@ -1,8 +1,11 @@
 /* router.h — a notification's path from the gRPC endpoint to a worker:
  * validate the request, number and timestamp it, build the client JSON once,
- * find the user's holder in the directory, and queue one datagram to that slot.
- * Thread-safe: called from the master's gRPC thread(s); it touches only the
- * shared region (atomics, process-shared lock) and the queue sockets. */
+ * find the user's holder in the directory, queue one datagram to that slot,
+ * and hand it to the history (history.h) to be committed before the answer.
+ * Also Broadcast (every worker, not stored) and GetNotificationStatus (read
+ * from the store). Called from the master's gRPC thread; it touches the shared
+ * region (atomics, the lock-free directory lookup), the queue sockets, the
+ * history's hand-over and its own read view of the store. */
 #ifndef WSN_ROUTER_H
 #define WSN_ROUTER_H
 
@@ -12,54 +15,52 @@
 #include <stdint.h>
 
 #include "shm/region.h"
+#include "src/master/notify.h"
 
-#define NOTIFY_MAX_CONTENT (16u * 1024u)  /* title + message + link, bytes */
-#define NOTIFY_MAX_TYPE 128u
-#define NOTIFY_ID_MAX ((INT64_C(1) << 53) - 1) /* exact in JavaScript numbers */
-
-typedef struct {
-    int64_t user_id;
-    const char *type;     /* NUL-terminated, as protobuf-c gives strings */
-    const char *title;
-    const char *message;
-    const char *link;
-    bool send_push;
-    int64_t id;           /* 0: the server assigns one */
-} notify_request;
-
-typedef enum {
-    ROUTE_OK = 0,         /* result filled; gRPC OK */
-    ROUTE_INVALID,        /* error names the field; gRPC INVALID_ARGUMENT */
-    ROUTE_INTERNAL,       /* error says what failed; gRPC INTERNAL */
-} route_status;
-
-typedef struct {
-    int64_t notification_id;
-    bool delivered;
-} notify_result;
+struct history;
+struct store;
 
 typedef struct {
     shm_region *shm;
     int slots;
-    const int *queue_out;   /* sender end of each slot's queue */
+    const int *queue_out;     /* sender end of each slot's queue */
+    struct history *history;  /* NULL: --history-size 0, nothing stored */
+    struct store *view;       /* the gRPC thread's read view of the store (with history) */
+    uint64_t ttl_ns;          /* --history-ttl */
     /* Per slot: the second of the last "queue full" line, and calls since. */
     _Atomic int64_t drop_logged_at[REGION_MAX_SLOTS];
     _Atomic uint64_t drop_quiet[REGION_MAX_SLOTS];
 } router;
 
-/* Check a request against SPEC.md. Returns 0, or -1 with a message naming the field. */
-int notify_validate(const notify_request *req, char *err, size_t err_size);
+/* SendNotification (n = 1) and SendNotifications (batch): every request is
+ * checked first and the first invalid one rejects the call ("notifications[3]:
+ * title is required" in a batch), nothing sent. Then each is numbered, pushed
+ * to the worker holding its user, and stored. Without history the results are
+ * final on return (ROUTE_OK). With history the call is answered through
+ * reply->done once committed (and acked or timed out, for wait_ack_ms):
+ * ROUTE_DEFERRED, or ROUTE_OK when nothing needed the store (every request a
+ * duplicate). Every request is counted in exactly one outcome. */
+route_status router_submit(router *r, const notify_request *reqs, size_t n, bool batch,
+                           notify_reply *reply, char *err, size_t err_size);
 
-/* The client message {"type":"notification","data":{...}}, malloc'd, NUL-terminated.
- * timestamp is RFC 3339 UTC ("2026-01-15T20:00:00Z"). NULL on allocation failure. */
-char *notify_build_json(const notify_request *req, int64_t id, const char *timestamp,
-                        size_t *len);
-
-/* RFC 3339 UTC with a Z, seconds precision. out must hold 21 bytes. */
-void notify_format_timestamp(int64_t unix_seconds, char out[21]);
-
-/* Validate, number, route. */
+/* router_submit of one request without history (for the tests and tools). */
 route_status router_send(router *r, const notify_request *req, notify_result *res, char *err,
                          size_t err_size);
+
+/* Broadcast: checked like a notification (no user), numbered, queued to every
+ * worker, not stored. *recipients: the open connections of the workers it was
+ * queued to. */
+route_status router_broadcast(router *r, const notify_request *req, int64_t *id,
+                              int64_t *recipients, char *err, size_t err_size);
+
+typedef struct {
+    uint8_t state;            /* STORE_STORED, STORE_SENT, STORE_ACKED */
+    char timestamp[21];       /* when it was accepted */
+    char acked_at[25];        /* "" unless acked */
+} notify_status;
+
+/* GetNotificationStatus. Returns 0 (found), 1 (not in the user's history), -1
+ * (the store failed). */
+int router_status(router *r, int64_t user, int64_t id, notify_status *out);
 
 #endif

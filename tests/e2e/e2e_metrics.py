@@ -43,7 +43,8 @@ FAMILIES = {
 }
 AUTH_REASONS = ["missing_token", "malformed_token", "bad_algorithm", "bad_signature",
                 "missing_exp", "token_expired", "missing_user_id", "bad_email"]
-OUTCOMES = ["delivered", "offline", "dropped", "invalid", "not_pushed", "unavailable", "internal"]
+OUTCOMES = ["delivered", "offline", "dropped", "invalid", "not_pushed", "unavailable", "internal",
+            "duplicate", "exhausted"]
 LATENCY = "wsnotify_delivery_latency_seconds"
 
 

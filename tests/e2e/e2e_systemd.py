@@ -84,6 +84,13 @@ class UnitFile(unittest.TestCase):
         self.assertEqual(self.one("LoadCredential"), "jwt-secret:/etc/wsnotify/jwt-secret")
         self.assertEqual(self.one("EnvironmentFile"), "-/etc/default/wsnotifyd")
 
+    def test_history_in_the_state_directory(self):
+        """The store lives in /var/lib/wsnotify, systemd's StateDirectory for the
+        unit (writable under ProtectSystem=strict, kept across restarts)."""
+        self.assertEqual(self.one("StateDirectory"), "wsnotify")
+        self.assertEqual(self.one("StateDirectoryMode"), "0700")
+        self.assertIn("--data-dir /var/lib/wsnotify", self.one("ExecStart"))
+
     def test_limit_nofile_high(self):
         v = self.one("LimitNOFILE")
         soft = v.split(":")[0]

@@ -1,5 +1,6 @@
 /* test_http_request.c — unit tests for the HTTP/1.x request-head parser and
- * its header, token-list and query-parameter helpers (workers/http_request.c). */
+ * its header, token-list, query-parameter and resume-position helpers
+ * (workers/http_request.c). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,73 @@ START_TEST(head_append_byte_at_a_time)
 }
 END_TEST
 
+/* last_id of a request head given as a string. */
+static int last_id_of(const char *head, int64_t *out)
+{
+    http_request req;
+    size_t head_len = 0;
+    ck_assert_int_eq(parse_str(head, &req, &head_len), HTTP_PARSE_OK);
+    return http_request_last_id(&req, out);
+}
+
+START_TEST(last_id_query_and_header)
+{
+    int64_t v = -7;
+    ck_assert_int_eq(last_id_of("GET /ws?token=t HTTP/1.1\r\n\r\n", &v), 0);
+    ck_assert_int_eq(last_id_of("GET /ws HTTP/1.1\r\n\r\n", &v), 0);
+    ck_assert_int_eq(v, -7); /* untouched when absent */
+    ck_assert_int_eq(last_id_of("GET /ws?last_id=0 HTTP/1.1\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 0);
+    ck_assert_int_eq(last_id_of("GET /ws?token=t&last_id=123 HTTP/1.1\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 123);
+    ck_assert_int_eq(last_id_of("GET /ws?last_id=%3442 HTTP/1.1\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 442); /* URL-decoded like the token */
+    ck_assert_int_eq(last_id_of("GET /ws HTTP/1.1\r\nLast-Event-ID: 77\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 77);
+    ck_assert_int_eq(last_id_of("GET /ws HTTP/1.1\r\nlast-event-id:   9  \r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 9);
+    /* The query wins over the header, even over a malformed one. */
+    ck_assert_int_eq(
+        last_id_of("GET /ws?last_id=5 HTTP/1.1\r\nLast-Event-ID: 6\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 5);
+    ck_assert_int_eq(
+        last_id_of("GET /ws?last_id=5 HTTP/1.1\r\nLast-Event-ID: x\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, 5);
+    ck_assert_int_eq(
+        last_id_of("GET /ws?last_id=x HTTP/1.1\r\nLast-Event-ID: 6\r\n\r\n", &v), -1);
+}
+END_TEST
+
+START_TEST(last_id_bounds_and_junk)
+{
+    int64_t v = 0;
+    ck_assert_int_eq(last_id_of("GET /ws?last_id=9007199254740991 HTTP/1.1\r\n\r\n", &v), 1);
+    ck_assert_int_eq(v, HTTP_LAST_ID_MAX);
+    ck_assert_int_eq(v, (INT64_C(1) << 53) - 1);
+    static const char *const bad[] = {
+        "GET /ws?last_id=9007199254740992 HTTP/1.1\r\n\r\n",     /* 2^53 */
+        "GET /ws?last_id=18446744073709551616 HTTP/1.1\r\n\r\n", /* 2^64 */
+        "GET /ws?last_id=99999999999999999999999 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id= HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=-1 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=+1 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=0x10 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=1.0 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=1e3 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=%201 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=1%00 HTTP/1.1\r\n\r\n",
+        "GET /ws?last_id=%zz HTTP/1.1\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nLast-Event-ID:\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nLast-Event-ID: 1 2\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nLast-Event-ID: abc\r\n\r\n",
+        "GET /ws HTTP/1.1\r\nLast-Event-ID: 1\r\nLast-Event-ID: 1\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(last_id_of(bad[i], &v) == -1, "accepted: %s", bad[i]);
+}
+END_TEST
+
 static Suite *http_request_suite(void)
 {
     Suite *s = suite_create("http_request");
@@ -367,6 +435,8 @@ static Suite *http_request_suite(void)
     tcase_add_test(helpers, header_lookup_is_case_insensitive);
     tcase_add_test(helpers, token_lists);
     tcase_add_test(helpers, query_param_decoding);
+    tcase_add_test(helpers, last_id_query_and_header);
+    tcase_add_test(helpers, last_id_bounds_and_junk);
     suite_add_tcase(s, helpers);
     return s;
 }

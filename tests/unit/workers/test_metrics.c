@@ -1,8 +1,9 @@
 /* test_metrics.c — the /metrics exposition rendered from a real shared region
  * filled with known values: the exact sample lines, the structure of the text
  * format (HELP then TYPE then samples, once per family, well-formed labels),
- * the histogram (bucket boundaries, cumulative counts, +Inf == _count, _sum),
- * and the size bound with 256 slots of maximal counters. */
+ * the histograms (bucket boundaries, cumulative counts, +Inf == _count, _sum),
+ * the history's families, and the size bound with 256 slots of maximal
+ * counters. */
 #include <check.h>
 #include <ctype.h>
 #include <stdbool.h>
@@ -30,6 +31,14 @@ static const char *const families[][2] = {
     {"wsnotify_frames_total", "counter"},
     {"wsnotify_worker_restarts_total", "counter"},
     {"wsnotify_delivery_latency_seconds", "histogram"},
+    {"wsnotify_history_total", "counter"},
+    {"wsnotify_replayed_total", "counter"},
+    {"wsnotify_acks_total", "counter"},
+    {"wsnotify_marks_lost_total", "counter"},
+    {"wsnotify_store_bytes", "gauge"},
+    {"wsnotify_store_entries", "gauge"},
+    {"wsnotify_ack_waiters", "gauge"},
+    {"wsnotify_store_commit_seconds", "histogram"},
 };
 #define FAMILIES (sizeof families / sizeof families[0])
 
@@ -174,25 +183,33 @@ static unsigned long long sample(const exposition *e, const char *prefix)
     return 0;
 }
 
-/* Buckets in order, non-decreasing, le increasing, last +Inf == _count. */
-static void check_histogram(const exposition *e, unsigned long long want_count)
+/* Buckets of histogram name in order, non-decreasing, le increasing (the
+ * same bounds for every histogram), last +Inf == _count. */
+static void check_histogram_of(const exposition *e, const char *name,
+                               unsigned long long want_count)
 {
-    static const char bucket[] = "wsnotify_delivery_latency_seconds_bucket{le=\"";
+    char bucket[128];
+    snprintf(bucket, sizeof bucket, "%s_bucket{le=\"", name);
+    size_t blen = strlen(bucket);
     unsigned long long prev = 0;
     double prev_le = -1;
     int buckets = 0;
     bool inf = false;
     for (size_t i = 0; i < e->n; i++) {
         const char *l = e->line[i];
-        if (strncmp(l, bucket, sizeof bucket - 1) != 0)
+        if (strncmp(l, bucket, blen) != 0)
             continue;
         ck_assert_msg(!inf, "bucket after +Inf: %s", l);
-        const char *le = l + sizeof bucket - 1;
+        const char *le = l + blen;
         const char *q = strchr(le, '"');
         ck_assert_ptr_nonnull(q);
         if (strncmp(le, "+Inf\"", 5) == 0) {
             inf = true;
         } else {
+            ck_assert_int_lt(buckets, COUNTERS_LATENCY_BOUNDS);
+            ck_assert_msg(strncmp(le, counters_latency_bounds[buckets].le,
+                                  strlen(counters_latency_bounds[buckets].le)) == 0,
+                          "le not the delivery latency's: %s", l);
             double v = strtod(le, NULL);
             ck_assert_msg(v > prev_le, "le not increasing: %s", l);
             prev_le = v;
@@ -204,8 +221,15 @@ static void check_histogram(const exposition *e, unsigned long long want_count)
     }
     ck_assert(inf);
     ck_assert_int_eq(buckets, REGION_LATENCY_BUCKETS);
-    ck_assert_uint_eq(prev, sample(e, "wsnotify_delivery_latency_seconds_count"));
+    char count[128];
+    snprintf(count, sizeof count, "%s_count", name);
+    ck_assert_uint_eq(prev, sample(e, count));
     ck_assert_uint_eq(prev, want_count);
+}
+
+static void check_histogram(const exposition *e, unsigned long long want_count)
+{
+    check_histogram_of(e, "wsnotify_delivery_latency_seconds", want_count);
 }
 
 static void fill(shm_region *r)
@@ -220,8 +244,21 @@ static void fill(shm_region *r)
         atomic_store(&s->frames_out, 200);
         atomic_store(&s->queue_dropped, i == 3 ? 7 : 0);
         atomic_store(&s->restarts, i == 1 ? 2 : 0);
+        atomic_store(&s->replayed, (uint64_t)(1000 * (i + 1)));
+        atomic_store(&s->acks, (uint64_t)(i + 40));
+        atomic_store(&s->marks_lost, i == 2 ? 9 : 0);
         counters_count_auth_failure(s, AUTH_BAD_SIGNATURE);
     }
+    for (int k = 0; k < HISTORY_COUNTERS; k++)
+        atomic_store(&r->hdr->history[k], (uint64_t)(k + 1) * 11);
+    atomic_store(&r->hdr->store_bytes, 1u << 20);
+    atomic_store(&r->hdr->store_entries, 4242);
+    atomic_store(&r->hdr->ack_waiters, 3);
+    /* Commit latency: 2 within 250 us, 1 at 1 ms, 1 over every bound. */
+    atomic_store(&r->hdr->commit_bucket[counters_latency_bucket(120000)], 2);
+    atomic_store(&r->hdr->commit_bucket[counters_latency_bucket(1000000)], 1);
+    atomic_store(&r->hdr->commit_bucket[COUNTERS_LATENCY_BOUNDS], 1);
+    atomic_store(&r->hdr->commit_sum_ns, 3001240000u);
     counters_count_auth_failure(&r->hdr->slot[2], AUTH_EXPIRED);
     counters_count_auth_failure(&r->hdr->slot[2], AUTH_OK);              /* ignored */
     counters_count_auth_failure(&r->hdr->slot[2], AUTH_RESULT_COUNT);    /* ignored */
@@ -276,6 +313,25 @@ START_TEST(test_known_values)
     expect_line(&e, "wsnotify_delivery_latency_seconds_sum 2.000650000");
     expect_line(&e, "wsnotify_delivery_latency_seconds_count 4");
     check_histogram(&e, 4);
+    expect_line(&e, "wsnotify_history_total{event=\"stored\"} 11");
+    expect_line(&e, "wsnotify_history_total{event=\"duplicates\"} 22");
+    expect_line(&e, "wsnotify_history_total{event=\"trimmed\"} 33");
+    expect_line(&e, "wsnotify_history_total{event=\"expired\"} 44");
+    expect_line(&e, "wsnotify_history_total{event=\"evicted\"} 55");
+    expect_line(&e, "wsnotify_history_total{event=\"commit_failed\"} 66");
+    expect_line(&e, "wsnotify_replayed_total 10000");
+    expect_line(&e, "wsnotify_acks_total 166");
+    expect_line(&e, "wsnotify_marks_lost_total 9");
+    expect_line(&e, "wsnotify_store_bytes 1048576");
+    expect_line(&e, "wsnotify_store_entries 4242");
+    expect_line(&e, "wsnotify_ack_waiters 3");
+    expect_line(&e, "wsnotify_store_commit_seconds_bucket{le=\"0.0001\"} 0");
+    expect_line(&e, "wsnotify_store_commit_seconds_bucket{le=\"0.00025\"} 2");
+    expect_line(&e, "wsnotify_store_commit_seconds_bucket{le=\"0.001\"} 3");
+    expect_line(&e, "wsnotify_store_commit_seconds_bucket{le=\"1\"} 3");
+    expect_line(&e, "wsnotify_store_commit_seconds_bucket{le=\"+Inf\"} 4");
+    expect_line(&e, "wsnotify_store_commit_seconds_sum 3.001240000");
+    check_histogram_of(&e, "wsnotify_store_commit_seconds", 4);
     free(e.text);
     region_detach(&r);
 }
@@ -292,6 +348,20 @@ START_TEST(test_empty_region)
     expect_line(&e, "wsnotify_worker_restarts_total 0");
     expect_line(&e, "wsnotify_delivery_latency_seconds_sum 0.000000000");
     check_histogram(&e, 0);
+    /* The history's series are there without history too, at zero. */
+    for (const char *const *l = (const char *const[]){
+             "wsnotify_history_total{event=\"stored\"} 0",
+             "wsnotify_history_total{event=\"duplicates\"} 0",
+             "wsnotify_history_total{event=\"trimmed\"} 0",
+             "wsnotify_history_total{event=\"expired\"} 0",
+             "wsnotify_history_total{event=\"evicted\"} 0",
+             "wsnotify_history_total{event=\"commit_failed\"} 0",
+             "wsnotify_replayed_total 0", "wsnotify_acks_total 0", "wsnotify_marks_lost_total 0",
+             "wsnotify_store_bytes 0", "wsnotify_store_entries 0", "wsnotify_ack_waiters 0",
+             "wsnotify_store_commit_seconds_sum 0.000000000", NULL};
+         *l != NULL; l++)
+        expect_line(&e, *l);
+    check_histogram_of(&e, "wsnotify_store_commit_seconds", 0);
     free(e.text);
     region_detach(&r);
 }
@@ -348,7 +418,18 @@ START_TEST(test_size_bound)
             atomic_store(&s->auth_failures[a], UINT64_MAX / REGION_MAX_SLOTS);
         for (int b = 0; b < REGION_LATENCY_BUCKETS; b++)
             atomic_store(&s->latency_bucket[b], UINT64_MAX / REGION_MAX_SLOTS / 16);
+        atomic_store(&s->replayed, UINT64_MAX / REGION_MAX_SLOTS);
+        atomic_store(&s->acks, UINT64_MAX / REGION_MAX_SLOTS);
+        atomic_store(&s->marks_lost, UINT64_MAX / REGION_MAX_SLOTS);
     }
+    for (int k = 0; k < HISTORY_COUNTERS; k++)
+        atomic_store(&r.hdr->history[k], UINT64_MAX);
+    for (int b = 0; b < REGION_LATENCY_BUCKETS; b++)
+        atomic_store(&r.hdr->commit_bucket[b], UINT64_MAX / 16);
+    atomic_store(&r.hdr->commit_sum_ns, UINT64_MAX);
+    atomic_store(&r.hdr->store_bytes, UINT64_MAX);
+    atomic_store(&r.hdr->store_entries, UINT64_MAX);
+    atomic_store(&r.hdr->ack_waiters, UINT64_MAX);
     exposition e;
     render(&r, &e);
     check_structure(&e);

@@ -1,0 +1,132 @@
+/* notify.c — a notification itself (see notify.h): the checks of its
+ * request, its numbering in time, and the client JSON built once for it. */
+#include "src/master/notify.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "src/common/utf8.h"
+
+static const char *or_empty(const char *s) { return s != NULL ? s : ""; }
+
+static int check_utf8(const char *field, const char *s, char *err, size_t err_size)
+{
+    if (!utf8_valid((const uint8_t *)s, strlen(s))) {
+        snprintf(err, err_size, "%s is not valid UTF-8", field);
+        return -1;
+    }
+    return 0;
+}
+
+int notify_validate(const notify_request *req, char *err, size_t err_size)
+{
+    const char *type = or_empty(req->type);
+    const char *title = or_empty(req->title);
+    const char *message = or_empty(req->message);
+    const char *link = or_empty(req->link);
+    if (req->user_id <= 0) {
+        snprintf(err, err_size, "user_id must be a positive integer");
+        return -1;
+    }
+    if (type[0] == '\0') {
+        snprintf(err, err_size, "type is required");
+        return -1;
+    }
+    if (strlen(type) > NOTIFY_MAX_TYPE) {
+        snprintf(err, err_size, "type is longer than %u bytes", NOTIFY_MAX_TYPE);
+        return -1;
+    }
+    if (title[0] == '\0') {
+        snprintf(err, err_size, "title is required");
+        return -1;
+    }
+    size_t content = strlen(title) + strlen(message) + strlen(link);
+    if (content > NOTIFY_MAX_CONTENT) {
+        snprintf(err, err_size, "title+message+link is %zu bytes, over the %u-byte limit",
+                 content, NOTIFY_MAX_CONTENT);
+        return -1;
+    }
+    if (req->id < 0 || req->id > NOTIFY_ID_MAX) {
+        /* Clients read ids as JavaScript numbers, exact only below 2^53. */
+        snprintf(err, err_size, "id must be between 0 and 2^53-1");
+        return -1;
+    }
+    if (check_utf8("type", type, err, err_size) != 0 ||
+        check_utf8("title", title, err, err_size) != 0 ||
+        check_utf8("message", message, err, err_size) != 0 ||
+        check_utf8("link", link, err, err_size) != 0)
+        return -1;
+    return 0;
+}
+
+void notify_format_timestamp(int64_t unix_seconds, char out[21])
+{
+    time_t t = (time_t)unix_seconds;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, 21, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 21, "1970-01-01T00:00:00Z");
+}
+
+static int add_string(json_object *obj, const char *key, const char *value)
+{
+    json_object *s = json_object_new_string(value);
+    if (s == NULL)
+        return -1;
+    return json_object_object_add(obj, key, s);
+}
+
+char *notify_build_json(const notify_request *req, int64_t id, const char *timestamp,
+                        size_t *len)
+{
+    json_object *root = json_object_new_object();
+    json_object *data = json_object_new_object();
+    json_object *jid = json_object_new_int64(id);
+    char *out = NULL;
+    if (root == NULL || data == NULL || jid == NULL)
+        goto fail;
+    if (add_string(root, "type", "notification") != 0)
+        goto fail;
+    if (json_object_object_add(root, "data", data) != 0)
+        goto fail;
+    json_object *owned_data = data;
+    data = NULL; /* owned by root from here */
+    if (json_object_object_add(owned_data, "id", jid) != 0)
+        goto fail;
+    jid = NULL;
+    if (add_string(owned_data, "title", or_empty(req->title)) != 0 ||
+        add_string(owned_data, "message", or_empty(req->message)) != 0 ||
+        add_string(owned_data, "notification_type", or_empty(req->type)) != 0 ||
+        add_string(owned_data, "link", or_empty(req->link)) != 0 ||
+        add_string(owned_data, "timestamp", timestamp) != 0)
+        goto fail;
+    size_t n = 0;
+    const char *text = json_object_to_json_string_length(
+        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+    if (text == NULL)
+        goto fail;
+    out = malloc(n + 1);
+    if (out != NULL) {
+        memcpy(out, text, n + 1);
+        *len = n;
+    }
+fail:
+    json_object_put(jid);
+    json_object_put(data);
+    json_object_put(root);
+    return out;
+}
+
+void notify_format_timestamp_ms(uint64_t unix_ms, char out[25])
+{
+    time_t t = (time_t)(unix_ms / 1000u);
+    struct tm tm;
+    char base[21];
+    if (gmtime_r(&t, &tm) == NULL || strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        snprintf(base, sizeof base, "1970-01-01T00:00:00");
+    /* 19 + ".mmmZ" + NUL = 24 bytes; a year past 9999 is cut, never overrun. */
+    if (snprintf(out, 25, "%.19s.%03uZ", base, (unsigned)(unix_ms % 1000u)) < 0)
+        out[0] = '\0';
+}
