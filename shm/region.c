@@ -23,13 +23,19 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
     r->fd = -1;
     size_t dir_size = directory_size(capacity);
     size_t rl_size = ratelimit_size(capacity);
-    if (slots < 1 || slots > REGION_MAX_SLOTS || dir_size == 0 || rl_size == 0) {
+    /* Logins are counted per email in a table of their own, so that a flood of
+     * one kind of attempt cannot push the other kind's counts out. */
+    uint32_t login_capacity = capacity < REGION_LOGIN_CAPACITY ? capacity : REGION_LOGIN_CAPACITY;
+    size_t login_size = ratelimit_size(login_capacity);
+    if (slots < 1 || slots > REGION_MAX_SLOTS || dir_size == 0 || rl_size == 0 ||
+        login_size == 0) {
         errno = EINVAL;
         return -1;
     }
     size_t dir_offset = page_round(sizeof(region_header));
     size_t rl_offset = dir_offset + page_round(dir_size);
-    size_t size = rl_offset + page_round(rl_size);
+    size_t login_offset = rl_offset + page_round(rl_size);
+    size_t size = login_offset + page_round(login_size);
     int fd = memfd_create("wsnotifyd-shm", MFD_CLOEXEC);
     if (fd < 0)
         return -1;
@@ -51,8 +57,10 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
     hdr->size = size;
     hdr->directory_offset = dir_offset;
     hdr->ratelimit_offset = rl_offset;
+    hdr->login_ratelimit_offset = login_offset;
     if (directory_init((char *)mem + dir_offset, capacity) != 0 ||
-        ratelimit_init((char *)mem + rl_offset, capacity) != 0) {
+        ratelimit_init((char *)mem + rl_offset, capacity) != 0 ||
+        ratelimit_init((char *)mem + login_offset, login_capacity) != 0) {
         munmap(mem, size);
         close(fd);
         errno = EINVAL;
@@ -68,6 +76,7 @@ int region_create(shm_region *r, int slots, uint32_t capacity)
     r->hdr = hdr;
     r->dir = directory_attach((char *)mem + dir_offset);
     r->rl = ratelimit_attach((char *)mem + rl_offset);
+    r->login_rl = ratelimit_attach((char *)mem + login_offset);
     r->size = size;
     r->fd = fd;
     return 0;
@@ -90,8 +99,9 @@ int region_attach(shm_region *r, int fd)
         return -1;
     region_header *hdr = mem;
     if (hdr->magic != REGION_MAGIC || hdr->size != size || hdr->directory_offset >= size ||
-        hdr->ratelimit_offset >= size ||
-        ratelimit_attach((char *)mem + hdr->ratelimit_offset) == NULL) {
+        hdr->ratelimit_offset >= size || hdr->login_ratelimit_offset >= size ||
+        ratelimit_attach((char *)mem + hdr->ratelimit_offset) == NULL ||
+        ratelimit_attach((char *)mem + hdr->login_ratelimit_offset) == NULL) {
         munmap(mem, size);
         errno = EINVAL;
         return -1;
@@ -99,6 +109,7 @@ int region_attach(shm_region *r, int fd)
     r->hdr = hdr;
     r->dir = directory_attach((char *)mem + hdr->directory_offset);
     r->rl = ratelimit_attach((char *)mem + hdr->ratelimit_offset);
+    r->login_rl = ratelimit_attach((char *)mem + hdr->login_ratelimit_offset);
     r->size = size;
     r->fd = fd;
     return 0;

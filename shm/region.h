@@ -1,6 +1,6 @@
 /* region.h — the one shared-memory region of a wsnotifyd instance: per-slot
- * worker state and counters, server-wide counters, the user directory and
- * the per-user connection rate limiter.
+ * worker state and counters, server-wide counters, the user directory, the
+ * per-user connection rate limiter and the per-email login rate limiter.
  * Created by the master (memfd), inherited by every worker as a descriptor, so
  * it survives worker respawns and dies with the last process holding it. */
 #ifndef WSN_REGION_H
@@ -16,6 +16,7 @@
 #include "shm/ratelimit.h"
 
 #define REGION_MAX_SLOTS DIRECTORY_MAX_SLOTS
+#define REGION_LOGIN_CAPACITY 65536u  /* emails the login limiter tracks at once (1 MiB) */
 #define REGION_AUTH_REASONS COUNTERS_AUTH_REASONS
 #define REGION_LATENCY_BUCKETS COUNTERS_LATENCY_BUCKETS
 
@@ -59,6 +60,7 @@ typedef struct {
     uint64_t size;
     uint64_t directory_offset;
     uint64_t ratelimit_offset;              /* per-user connect limiter, after the directory */
+    uint64_t login_ratelimit_offset;        /* per-email login limiter, after that */
     _Atomic int64_t next_notification_id;   /* server-assigned ids, from a time base */
     _Atomic uint64_t notifications[NOTIFY_OUTCOMES];
     _Atomic uint64_t reload_generation;     /* bumped by the master per SIGHUP it forwards */
@@ -79,6 +81,7 @@ typedef struct {
     region_header *hdr;
     directory *dir;
     ratelimit *rl;
+    ratelimit *login_rl;
     size_t size;
     int fd;
 } shm_region;

@@ -14,6 +14,7 @@
 #include "workers/ws_frame.h"
 
 struct worker;
+struct login_job;
 
 typedef enum {
     CLIENT_HTTP = 0,   /* reading the request head */
@@ -38,8 +39,10 @@ typedef struct client {
     uint32_t ack_credit;        /* acks it may still send: notifications written + slack */
     union {
         struct {
-            char *head;                 /* partial request head, NULL when none */
+            char *head;                 /* partial request head (or the login body), NULL when none */
             uint32_t head_len;
+            uint32_t body_need;         /* the login body's Content-Length */
+            struct login_job *job;      /* the password check it waits for (http_login.c) */
         } http;                         /* phase CLIENT_HTTP */
         struct {
             ws_reader reader;

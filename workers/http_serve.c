@@ -17,6 +17,9 @@
 #include "shm/counters.h"
 #include "src/common/auth.h"
 #include "src/common/log.h"
+#include "workers/http_answer.h"
+#include "workers/http_demo.h"
+#include "workers/http_login.h"
 #include "workers/http_request.h"
 #include "workers/http_response.h"
 #include "workers/metrics.h"
@@ -24,7 +27,6 @@
 #include "workers/ws_handshake.h"
 #include "workers/ws_session.h"
 
-#define HTTP_RESPONSE_MAX 1024
 
 static bool path_is(const http_request *req, const char *path)
 {
@@ -45,46 +47,22 @@ static bool header_equals(const http_request *req, const char *name, const char 
     return h != NULL && h->value_len == n && memcmp(h->value, value, n) == 0;
 }
 
-void http_serve_reply(client *cl, const char *response, size_t len)
-{
-    conn *c = &cl->io;
-    if (cl->phase != CLIENT_HTTP || c->state != CONN_OPEN)
-        return;
-    if (conn_handshake_pending(c)) {
-        conn_abort(c, "TLS handshake not complete"); /* no channel to answer on */
-        return;
-    }
-    if (conn_write(c, response, len) != 0)
-        return;
-    conn_close_after_output(c);
-}
-
-static void reply_error(client *cl, int status, const char *message, const char *extra_headers)
-{
-    char resp[HTTP_RESPONSE_MAX];
-    char peer[64];
-    conn_peer_name(&cl->io, peer, sizeof peer);
-    log_info("HTTP %d to %s: %s", status, peer, message);
-    size_t n = http_response_error(resp, sizeof resp, status, message, extra_headers);
-    http_serve_reply(cl, resp, n);
-}
-
 static void serve_health(client *cl)
 {
     worker *w = client_worker(cl);
     char body[256];
-    char resp[HTTP_RESPONSE_MAX];
+    char resp[HTTP_ANSWER_MAX];
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"healthy\",\"service\":\"wsnotifyd\",\"ws_connections\":%lld,"
                      "\"workers\":%d}",
                      (long long)region_total_connections(&w->shm), region_ready_workers(&w->shm));
     if (n < 0 || (size_t)n >= sizeof body) {
-        reply_error(cl, 500, "internal error", "");
+        http_answer_error(cl, 500, "internal error", "");
         return;
     }
     size_t len = http_response_format(resp, sizeof resp, 200, "application/json", "", body,
                                       (size_t)n);
-    http_serve_reply(cl, resp, len);
+    http_answer(cl, resp, len);
 }
 
 /* One buffer: the exposition is rendered after room for the head, then the head
@@ -95,7 +73,7 @@ static void serve_metrics(client *cl)
     char *buf = malloc(HEAD_ROOM + METRICS_MAX_TEXT);
     if (buf == NULL) {
         log_warn("out of memory rendering /metrics");
-        reply_error(cl, 500, "internal error", "");
+        http_answer_error(cl, 500, "internal error", "");
         return;
     }
     char *body = buf + HEAD_ROOM;
@@ -107,11 +85,11 @@ static void serve_metrics(client *cl)
     if (head_len == 0) {
         free(buf);
         log_error("cannot render /metrics within %u bytes", METRICS_MAX_TEXT);
-        reply_error(cl, 500, "internal error", "");
+        http_answer_error(cl, 500, "internal error", "");
         return;
     }
     memcpy(body - head_len, head, head_len);
-    http_serve_reply(cl, body - head_len, head_len + body_len);
+    http_answer(cl, body - head_len, head_len + body_len);
     free(buf);
 }
 
@@ -146,27 +124,27 @@ static bool upgrade_request_valid(client *c, const http_request *req, const http
 {
     const http_header *upgrade = http_request_header(req, "Upgrade");
     if (upgrade == NULL || !http_token_list_has(upgrade->value, upgrade->value_len, "websocket")) {
-        reply_error(c, 426, "WebSocket upgrade required",
+        http_answer_error(c, 426, "WebSocket upgrade required",
                     "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n");
         return false;
     }
     const http_header *connection = http_request_header(req, "Connection");
     if (connection == NULL ||
         !http_token_list_has(connection->value, connection->value_len, "upgrade")) {
-        reply_error(c, 400, "Connection: Upgrade header required", "");
+        http_answer_error(c, 400, "Connection: Upgrade header required", "");
         return false;
     }
     if (req->version_minor < 1) {
-        reply_error(c, 400, "WebSocket needs HTTP/1.1", "");
+        http_answer_error(c, 400, "WebSocket needs HTTP/1.1", "");
         return false;
     }
     if (!header_equals(req, "Sec-WebSocket-Version", "13")) {
-        reply_error(c, 426, "unsupported Sec-WebSocket-Version", "Sec-WebSocket-Version: 13\r\n");
+        http_answer_error(c, 426, "unsupported Sec-WebSocket-Version", "Sec-WebSocket-Version: 13\r\n");
         return false;
     }
     *key = http_request_header(req, "Sec-WebSocket-Key");
     if (*key == NULL || !ws_key_valid((*key)->value, (*key)->value_len)) {
-        reply_error(c, 400, "missing or invalid Sec-WebSocket-Key", "");
+        http_answer_error(c, 400, "missing or invalid Sec-WebSocket-Key", "");
         return false;
     }
     return true;
@@ -191,7 +169,7 @@ static bool connect_rate_ok(client *c, int64_t user)
              (long long)user, v.attempts, limit, retry_s);
     char retry_header[48];
     snprintf(retry_header, sizeof retry_header, "Retry-After: %u\r\n", retry_s);
-    reply_error(c, 429, "too many connection attempts", retry_header);
+    http_answer_error(c, 429, "too many connection attempts", retry_header);
     return false;
 }
 
@@ -214,14 +192,14 @@ static bool claim_user(client *c, int64_t user, uint32_t *generation)
         log_error("this worker's directory epoch %u is stale: refusing UserID=%lld and "
                   "stopping so that the master starts a fresh worker",
                   w->epoch, (long long)user);
-        reply_error(c, 503, "worker restarting", "Retry-After: 1\r\n");
+        http_answer_error(c, 503, "worker restarting", "Retry-After: 1\r\n");
         w->stop_requested = true; /* the loop's next tick stops it */
         return false;
     case DIR_FULL:
     default:
         log_warn("directory full (%u users): refusing UserID=%lld",
                  directory_capacity(w->shm.dir), (long long)user);
-        reply_error(c, 503, "server at connection capacity", "Retry-After: 5\r\n");
+        http_answer_error(c, 503, "server at connection capacity", "Retry-After: 5\r\n");
         return false;
     }
     *generation = me.generation;
@@ -243,7 +221,7 @@ static void serve_upgrade(client *c, const http_request *req, uint8_t *rest, siz
      * token is looked at (like the other malformed upgrades). */
     int64_t last_id = -1;
     if (http_request_last_id(req, &last_id) < 0) {
-        reply_error(c, 400, "bad_last_id", "");
+        http_answer_error(c, 400, "bad_last_id", "");
         return;
     }
     char token[AUTH_MAX_TOKEN + 1];
@@ -255,18 +233,18 @@ static void serve_upgrade(client *c, const http_request *req, uint8_t *rest, siz
                                                      time(NULL), &claims);
     if (ar != AUTH_OK) {
         counters_count_auth_failure(w->stats, (int)ar);
-        reply_error(c, 401, auth_result_reason(ar), "");
+        http_answer_error(c, 401, auth_result_reason(ar), "");
         return;
     }
     if (!connect_rate_ok(c, claims.user_id))
         return;
     char accept[WS_ACCEPT_LEN + 1];
-    char resp[HTTP_RESPONSE_MAX];
+    char resp[HTTP_ANSWER_MAX];
     size_t resp_len = 0;
     if (ws_accept_value(key->value, key->value_len, accept) == 0)
         resp_len = http_response_upgrade(resp, sizeof resp, accept);
     if (resp_len == 0) {
-        reply_error(c, 500, "internal error", "");
+        http_answer_error(c, 500, "internal error", "");
         return;
     }
     uint32_t generation = 0;
@@ -282,7 +260,7 @@ static bool refused_unless_get(client *c, const http_request *req)
 {
     if (method_is(req, "GET"))
         return false;
-    reply_error(c, 405, "method not allowed", "Allow: GET\r\n");
+    http_answer_error(c, 405, "method not allowed", "Allow: GET\r\n");
     return true;
 }
 
@@ -290,7 +268,7 @@ static void route(client *c, const http_request *req, uint8_t *rest, size_t rest
 {
     /* RFC 9112 3.2: an HTTP/1.1 request without exactly one Host is a 400. */
     if (req->version_minor >= 1 && http_request_header_count(req, "Host") != 1) {
-        reply_error(c, 400, "exactly one Host header required", "");
+        http_answer_error(c, 400, "exactly one Host header required", "");
         return;
     }
     if (path_is(req, "/ws")) {
@@ -308,7 +286,17 @@ static void route(client *c, const http_request *req, uint8_t *rest, size_t rest
             serve_metrics(c);
         return;
     }
-    reply_error(c, 404, "not found", "");
+    worker *w = client_worker(c);
+    if (path_is(req, "/api/v1/auth/login") && w->cfg->users_file != NULL) {
+        if (method_is(req, "POST"))
+            http_login_start(c, req, rest, rest_len);
+        else
+            http_answer_error(c, 405, "method not allowed", "Allow: POST\r\n");
+        return;
+    }
+    if (w->cfg->demo && http_demo_serve(c, req))
+        return;
+    http_answer_error(c, 404, "not found", "");
 }
 
 static void http_error(client *cl, http_parse_status st)
@@ -320,7 +308,7 @@ static void http_error(client *cl, http_parse_status st)
                                       : "malformed HTTP request";
     log_info("HTTP %d: %s", status, msg);
     size_t n = http_response_error(resp, sizeof resp, status, msg, "");
-    http_serve_reply(cl, resp, n);
+    http_answer(cl, resp, n);
 }
 
 /* Accumulate the request head until it is complete, then serve it. A head that
@@ -402,5 +390,5 @@ void http_serve_timeout(client *cl)
     char resp[256];
     size_t n = http_response_error(resp, sizeof resp, 408, "handshake timeout", "");
     log_info("HTTP 408: request not complete within %u s", HTTP_SERVE_HANDSHAKE_TIMEOUT);
-    http_serve_reply(cl, resp, n);
+    http_answer(cl, resp, n);
 }

@@ -17,9 +17,6 @@ struct worker;
  * handshaking list. Returns 0, or -1 (socket closed, logged). */
 int http_serve_accept(struct worker *w, int fd);
 
-/* Send a complete HTTP response, then close. Only in the HTTP stage. */
-void http_serve_reply(client *cl, const char *response, size_t len);
-
 /* The handshake deadline passed: 408, then close. */
 void http_serve_timeout(client *cl);
 

@@ -12,7 +12,10 @@
 #include "src/common/config.h"
 #include "src/common/secrets.h"
 #include "workers/conn.h"
+#include "src/common/password.h"
+#include "src/common/users_file.h"
 #include "workers/handover.h"
+#include "workers/login_pool.h"
 #include "workers/marks.h"
 #include "workers/user_map.h"
 
@@ -52,6 +55,10 @@ typedef struct worker {
     handover_table handovers;          /* sessions replaying their history */
     marks_batch marks;                 /* SENT/ACKED marks for the master */
     struct event *marks_ev;            /* flushes them once per loop iteration */
+    /* The login endpoint (--users-file; http_login.h). */
+    users_file users_db;               /* swapped on SIGHUP */
+    char login_dummy_hash[PASSWORD_HASH_MAX]; /* checked for unknown emails */
+    login_pool logins;                 /* the password-checking threads */
 } worker;
 
 #endif

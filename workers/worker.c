@@ -22,6 +22,7 @@
 #include "workers/client.h"
 #include "workers/conn.h"
 #include "workers/handover.h"
+#include "workers/http_login.h"
 #include "workers/http_serve.h"
 #include "workers/worker_reload.h"
 #include "workers/ws_session.h"
@@ -270,6 +271,7 @@ static void worker_teardown(worker *w)
     }
     conn_reap(&w->loop);
     handover_free(w); /* after the sessions (they leave their hand-overs), before the base */
+    login_pool_stop(&w->logins); /* after the clients: their jobs are orphans by now */
     struct event *evs[] = {w->accept_ev, w->resume_accept_ev, w->queue_ev, w->tick_ev,
                            w->heartbeat_ev, w->signal_ev[0], w->signal_ev[1], w->signal_ev[2]};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
@@ -315,7 +317,9 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     w.loop.scratch = malloc(w.loop.scratch_size);
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
     if (w.loop.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0 ||
-        handover_init(&w) != 0) {
+        handover_init(&w) != 0 ||
+        (cfg->users_file != NULL &&
+         login_pool_start(&w.logins, w.loop.base, http_login_done, &w) != 0)) {
         log_error("cannot set up the event loop");
         goto out;
     }

@@ -1,5 +1,5 @@
-/* worker_reload.c — loading and reloading a worker's secrets, TLS context and
- * log level (see worker_reload.h).
+/* worker_reload.c — loading and reloading a worker's secrets, TLS context, log
+ * level and login accounts (see worker_reload.h).
  *
  * The worker is single-threaded, so each swap is atomic with respect to
  * clients: a handshake is verified entirely against the old set or entirely
@@ -12,7 +12,9 @@
 
 #include "src/common/log.h"
 #include "src/common/log_level_file.h"
+#include "src/common/password.h"
 #include "src/common/tls_ctx.h"
+#include "src/common/users_file.h"
 
 #define RELOAD_ERR_MAX 512
 
@@ -58,14 +60,42 @@ static int reload_log_level_file(worker *w)
     return 0;
 }
 
+/* --users-file: swapped in only when it loaded completely. The dummy hash
+ * (for unknown emails) is one of the file's own, so both cost the same. */
+static int reload_users(worker *w)
+{
+    if (w->cfg->users_file == NULL)
+        return 0;
+    char err[RELOAD_ERR_MAX];
+    users_file fresh;
+    if (users_file_load(&fresh, w->cfg->users_file, err, sizeof err) != 0) {
+        log_error("reload: %s; keeping the %zu accounts loaded before", err, w->users_db.count);
+        return -1;
+    }
+    if (fresh.count > 0) {
+        snprintf(w->login_dummy_hash, sizeof w->login_dummy_hash, "%s", fresh.entry[0].hash);
+    } else if (w->login_dummy_hash[0] == '\0' &&
+               password_hash("no such account", w->login_dummy_hash, err, sizeof err) != 0) {
+        log_error("reload: %s", err);
+        users_file_free(&fresh);
+        return -1;
+    }
+    users_file_free(&w->users_db);
+    w->users_db = fresh;
+    return 0;
+}
+
 static void log_reloaded(worker *w, bool complete)
 {
     char about[512] = "";
     if (w->tls_ctx != NULL)
         tls_ctx_describe(w->tls_ctx, about, sizeof about);
+    char accounts[64] = "";
+    if (w->cfg->users_file != NULL)
+        snprintf(accounts, sizeof accounts, ", %zu login accounts", w->users_db.count);
     log_msg(complete ? LOG_INFO : LOG_WARN,
-            "%s: %zu secrets, log level %s, TLS certificate %s%s%s%s",
-            complete ? "reloaded" : "reload incomplete, now", w->secrets.count,
+            "%s: %zu secrets%s, log level %s, TLS certificate %s%s%s%s",
+            complete ? "reloaded" : "reload incomplete, now", w->secrets.count, accounts,
             log_level_name(log_get_level()), w->cfg->tls_cert ? w->cfg->tls_cert : "none (TLS off)",
             about[0] ? " (" : "", about, about[0] ? ")" : "");
 }
@@ -84,6 +114,8 @@ int worker_load_reloadables(worker *w)
     }
     if (w->cfg->tls_cert != NULL && reload_tls(w) != 0)
         return -1;
+    if (reload_users(w) != 0)
+        return -1;
     region_ack_reload(w->stats, generation);
     return 0;
 }
@@ -95,6 +127,7 @@ void worker_reload(worker *w)
     bool ok = reload_log_level_file(w) == 0;
     ok = reload_secrets(w) == 0 && ok;
     ok = reload_tls(w) == 0 && ok;
+    ok = reload_users(w) == 0 && ok;
     log_reloaded(w, ok);
     /* Done either way (a part that failed is logged and kept): the master may
      * now tell systemd READY=1. */
@@ -106,4 +139,5 @@ void worker_free_reloadables(worker *w)
     secrets_free(&w->secrets);
     SSL_CTX_free(w->tls_ctx);
     w->tls_ctx = NULL;
+    users_file_free(&w->users_db);
 }

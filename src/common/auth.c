@@ -402,6 +402,9 @@ static int add_claims(jwt_t *jwt, int64_t user_id, const char *email, int64_t ex
         return -1;
     if (jwt_add_grant(jwt, "email", email) != 0)
         return -1;
+    /* iat: when it was issued (the login endpoint's tokens carry it, SPEC). */
+    if (jwt_add_grant_int(jwt, "iat", (long)time(NULL)) != 0)
+        return -1;
     if (jwt_add_grant_int(jwt, "exp", (long)exp) != 0)
         return -1;
     return 0;

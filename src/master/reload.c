@@ -6,7 +6,21 @@
 
 #include "src/common/log_level_file.h"
 #include "src/common/secrets.h"
+#include "src/common/users_file.h"
 #include "src/common/tls_ctx.h"
+
+/* --users-file: usable, or why not. Returns the number of accounts, or -1. */
+static long check_users(const wsn_config *cfg, char *err, size_t err_size)
+{
+    if (cfg->users_file == NULL)
+        return 0;
+    users_file u;
+    if (users_file_load(&u, cfg->users_file, err, err_size) != 0)
+        return -1;
+    long n = (long)u.count;
+    users_file_free(&u);
+    return n;
+}
 
 int reload_master_start(const wsn_config *cfg, char *err, size_t err_size)
 {
@@ -14,6 +28,11 @@ int reload_master_start(const wsn_config *cfg, char *err, size_t err_size)
     if (log_level_file_effective(cfg, &level, err, err_size) != 0)
         return -1;
     log_set_level(level);
+    long accounts = check_users(cfg, err, err_size);
+    if (accounts < 0)
+        return -1;
+    if (cfg->users_file != NULL)
+        log_info("login endpoint: %ld accounts in %s", accounts, cfg->users_file);
     if (cfg->tls_cert == NULL)
         return 0;
     SSL_CTX *ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, err_size);
@@ -40,6 +59,8 @@ void reload_master_check(const wsn_config *cfg)
         secrets_free(&secrets);
     else
         log_error("reload: %s; the workers keep their current secrets", err);
+    if (check_users(cfg, err, sizeof err) < 0)
+        log_error("reload: %s; the workers keep their current accounts", err);
     if (cfg->tls_cert == NULL)
         return;
     SSL_CTX *ctx = tls_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof err);
