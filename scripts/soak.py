@@ -77,7 +77,6 @@ import argparse
 import bisect
 import calendar
 import collections
-import errno
 import http.client
 import json
 import math
