@@ -137,7 +137,7 @@ static void conn_arm_write(conn *c, bool want)
 {
     if (c->write_armed == want)
         return;
-    short events = EV_READ | EV_PERSIST | (want ? EV_WRITE : 0);
+    short events = (c->peer_eof ? 0 : EV_READ) | EV_PERSIST | (want ? EV_WRITE : 0);
     int fd = conn_fd(c);
     if (event_del(&c->ev) != 0 ||
         event_assign(&c->ev, c->loop->base, fd, events, conn_on_event, c) != 0 ||
@@ -274,6 +274,15 @@ static void conn_half_close(conn *c)
         conn_abort(c, "shutdown failed");
 }
 
+/* The last output is out: half-close, and when the peer's EOF came already
+ * there is nothing left to wait for. */
+static void conn_finish_close(conn *c)
+{
+    conn_half_close(c);
+    if (c->peer_eof && c->state == CONN_CLOSING)
+        conn_abort(c, conn_error_eof);
+}
+
 /* The output is drained: free the buffer, and finish a close by half-closing. */
 static void conn_output_drained(conn *c)
 {
@@ -282,7 +291,7 @@ static void conn_output_drained(conn *c)
     c->out_head = c->out_len = c->out_cap = 0;
     conn_update_write_interest(c);
     if (c->state == CONN_CLOSING)
-        conn_half_close(c);
+        conn_finish_close(c);
 }
 
 /* Room for `more` unsent bytes. The buffer is a ring, so appending and
@@ -464,7 +473,19 @@ void conn_close_after_output(conn *c)
     c->since = c->loop->now;
     conn_list_move(c, &c->loop->closing);
     if (c->out == NULL)
-        conn_half_close(c);
+        conn_finish_close(c);
+}
+
+/* Reading stops (a level-triggered EV_READ would fire for ever at EOF);
+ * the write side stays for the answer. */
+static void conn_peer_half_closed(conn *c)
+{
+    c->peer_eof = true;
+    bool armed = c->write_armed;
+    c->write_armed = !armed;  /* force conn_arm_write to re-register */
+    conn_arm_write(c, armed);
+    if (c->state == CONN_OPEN)
+        c->ops->on_eof(c);
 }
 
 static void conn_on_readable(conn *c)
@@ -473,7 +494,10 @@ static void conn_on_readable(conn *c)
     for (int i = 0; i < CONN_READS_PER_EVENT; i++) {
         ssize_t n = conn_io_read(c, l->scratch, l->scratch_size);
         if (n == 0) {
-            conn_abort(c, conn_error_eof);
+            if (c->state == CONN_OPEN && c->ops->on_eof != NULL)
+                conn_peer_half_closed(c);
+            else
+                conn_abort(c, conn_error_eof);
             return;
         }
         if (n == CONN_IO_AGAIN)

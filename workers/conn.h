@@ -44,6 +44,10 @@ typedef struct {
      * NULL for a close the protocol asked for, else the reason of the abort:
      * one of the conn_error_* strings (compare by pointer) or another text. */
     void (*on_close)(conn *c, const char *why);
+    /* Optional: the peer half-closed (EOF) while open. Set, the connection
+     * stops reading and stays open for the answer (a client that sends its
+     * request and shuts down its side, like `nc -N`); NULL: EOF aborts. */
+    void (*on_eof)(conn *c);
     /* The transport has released its part: free the struct around c. */
     void (*on_free)(conn *c);
 } conn_ops;
@@ -82,6 +86,7 @@ struct conn {
     struct ssl_st *ssl;         /* TLS session; NULL on a plain connection */
     uint8_t state;
     bool write_armed;
+    bool peer_eof;              /* the peer's EOF was read: no more reading */
     bool tls_read_wants_write;  /* a TLS read waits for a writable socket */
     bool tls_write_wants_read;  /* a TLS write waits for a readable socket */
 };

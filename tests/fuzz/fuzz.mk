@@ -18,7 +18,7 @@
 # distclean-local (also new-regressions/); a Makefile.am wanting its own must
 # merge them.
 
-FUZZ_HARNESSES = http_request ws_frame utf8 jwt ws_message queue
+FUZZ_HARNESSES = http_request ws_frame utf8 jwt ws_message queue login_body
 
 # ---- replay under `make check` ------------------------------------------
 FUZZ_REPLAY_TESTS = \
@@ -27,7 +27,8 @@ FUZZ_REPLAY_TESTS = \
 	tests/fuzz/replay_utf8 \
 	tests/fuzz/replay_jwt \
 	tests/fuzz/replay_ws_message \
-	tests/fuzz/replay_queue
+	tests/fuzz/replay_queue \
+	tests/fuzz/replay_login_body
 check_PROGRAMS += $(FUZZ_REPLAY_TESTS)
 
 FUZZ_REPLAY_MAIN = tests/fuzz/replay_main.c tests/fuzz/fuzz.h
@@ -52,6 +53,9 @@ tests_fuzz_replay_ws_message_LDADD = $(FUZZ_REPLAY_LIBS)
 tests_fuzz_replay_queue_SOURCES = tests/fuzz/fuzz_queue.c $(FUZZ_REPLAY_MAIN)
 tests_fuzz_replay_queue_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_HARNESS='"queue"'
 tests_fuzz_replay_queue_LDADD = $(FUZZ_REPLAY_LIBS)
+tests_fuzz_replay_login_body_SOURCES = tests/fuzz/fuzz_login_body.c $(FUZZ_REPLAY_MAIN)
+tests_fuzz_replay_login_body_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_HARNESS='"login_body"'
+tests_fuzz_replay_login_body_LDADD = $(FUZZ_REPLAY_LIBS)
 
 # Directories are distributed whole (dotfiles included, so the empty
 # regression folders exist in the tarball).
@@ -91,6 +95,10 @@ FUZZ_WS_MESSAGE_SRC = $(srcdir)/tests/fuzz/fuzz_ws_message.c $(srcdir)/workers/w
 FUZZ_WS_MESSAGE_HDR = $(srcdir)/workers/ws_message.h
 FUZZ_QUEUE_SRC = $(srcdir)/tests/fuzz/fuzz_queue.c $(srcdir)/shm/queue.c
 FUZZ_QUEUE_HDR = $(srcdir)/shm/queue.h
+FUZZ_LOGIN_BODY_SRC = $(srcdir)/tests/fuzz/fuzz_login_body.c $(srcdir)/workers/login_body.c \
+	$(srcdir)/src/common/utf8.c
+FUZZ_LOGIN_BODY_HDR = $(srcdir)/workers/login_body.h $(srcdir)/src/common/utf8.h \
+	$(srcdir)/src/common/password.h $(srcdir)/src/common/users_file.h
 
 FUZZ_BINS = \
 	$(FUZZ_BIN)/fuzz_http_request \
@@ -98,7 +106,8 @@ FUZZ_BINS = \
 	$(FUZZ_BIN)/fuzz_utf8 \
 	$(FUZZ_BIN)/fuzz_jwt \
 	$(FUZZ_BIN)/fuzz_ws_message \
-	$(FUZZ_BIN)/fuzz_queue
+	$(FUZZ_BIN)/fuzz_queue \
+	$(FUZZ_BIN)/fuzz_login_body
 
 $(FUZZ_BIN)/fuzz_http_request: $(FUZZ_HTTP_REQUEST_SRC) $(FUZZ_HTTP_REQUEST_HDR) $(FUZZ_DEPS)
 	$(AM_V_CCLD)$(MKDIR_P) $(FUZZ_BIN) && \
@@ -118,6 +127,9 @@ $(FUZZ_BIN)/fuzz_ws_message: $(FUZZ_WS_MESSAGE_SRC) $(FUZZ_WS_MESSAGE_HDR) $(FUZ
 $(FUZZ_BIN)/fuzz_queue: $(FUZZ_QUEUE_SRC) $(FUZZ_QUEUE_HDR) $(FUZZ_DEPS)
 	$(AM_V_CCLD)$(MKDIR_P) $(FUZZ_BIN) && \
 	$(FUZZ_COMPILE) -o $@ $(FUZZ_QUEUE_SRC) $(FUZZ_LINK_LIBS)
+$(FUZZ_BIN)/fuzz_login_body: $(FUZZ_LOGIN_BODY_SRC) $(FUZZ_LOGIN_BODY_HDR) $(FUZZ_DEPS)
+	$(AM_V_CCLD)$(MKDIR_P) $(FUZZ_BIN) && \
+	$(FUZZ_COMPILE) -o $@ $(FUZZ_LOGIN_BODY_SRC) $(FUZZ_LINK_LIBS)
 
 # The binaries build in parallel under make -j; the runs are FUZZ_JOBS wide.
 fuzz: $(FUZZ_BINS)
