@@ -19,6 +19,7 @@ max_len_of() {
     jwt) echo 4200 ;;            # AUTH_MAX_TOKEN 4096 + the 9-byte prefix
     ws_message) echo 4096 ;;
     queue) echo 1024 ;;
+    login_body) echo 4200 ;;     # LOGIN_BODY_MAX 4096, and a little over
     *) echo 4096 ;;
     esac
 }
@@ -26,7 +27,7 @@ max_len_of() {
 dict_of() {
     case "$1" in
     http_request) echo http_request.dict ;;
-    ws_message | jwt) echo json.dict ;;
+    ws_message | jwt | login_body) echo json.dict ;;
     *) echo "" ;;
     esac
 }
