@@ -29,6 +29,15 @@ enum {
     OPT_USERS_FILE,
     OPT_TOKEN_TTL,
     OPT_DEMO,
+    OPT_REDIS,
+    OPT_NODE_ID,
+    OPT_GRPC_TOKEN_FILE,
+    OPT_GRPC_TLS_CERT,
+    OPT_GRPC_TLS_KEY,
+    OPT_GRPC_CLIENT_CA,
+    OPT_JWT_PUBLIC_KEY_FILE,
+    OPT_JWT_AUDIENCE,
+    OPT_JWT_ISSUER,
 };
 
 static const struct option long_options[] = {
@@ -55,6 +64,15 @@ static const struct option long_options[] = {
     {"users-file", required_argument, NULL, OPT_USERS_FILE},
     {"token-ttl", required_argument, NULL, OPT_TOKEN_TTL},
     {"demo", no_argument, NULL, OPT_DEMO},
+    {"redis", required_argument, NULL, OPT_REDIS},
+    {"node-id", required_argument, NULL, OPT_NODE_ID},
+    {"grpc-token-file", required_argument, NULL, OPT_GRPC_TOKEN_FILE},
+    {"grpc-tls-cert", required_argument, NULL, OPT_GRPC_TLS_CERT},
+    {"grpc-tls-key", required_argument, NULL, OPT_GRPC_TLS_KEY},
+    {"grpc-client-ca", required_argument, NULL, OPT_GRPC_CLIENT_CA},
+    {"jwt-public-key-file", required_argument, NULL, OPT_JWT_PUBLIC_KEY_FILE},
+    {"jwt-audience", required_argument, NULL, OPT_JWT_AUDIENCE},
+    {"jwt-issuer", required_argument, NULL, OPT_JWT_ISSUER},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0},
@@ -107,6 +125,22 @@ void config_print_help(FILE *out)
             "                              (default: 3600)\n"
             "      --demo                  also serve the browser test page at\n"
             "                              GET /test_websocket.html (default: off)\n"
+            "      --redis URL             cluster mode: redis://[:PASSWORD@]HOST:PORT[/DB] or\n"
+            "                              unix:///PATH; every node given the same URL is one\n"
+            "                              cluster (default: a single node)\n"
+            "      --node-id NAME          this node's name in the cluster (default: HOSTNAME:PORT)\n"
+            "      --grpc-token-file PATH  bearer tokens accepted on the gRPC port, one per line;\n"
+            "                              re-read on SIGHUP (default: none asked for)\n"
+            "      --grpc-tls-cert FILE    PEM certificate (chain): the gRPC port then speaks TLS\n"
+            "                              only (default: plaintext)\n"
+            "      --grpc-tls-key FILE     PEM private key of --grpc-tls-cert\n"
+            "      --grpc-client-ca FILE   with the two above: require a client certificate\n"
+            "                              signed by this CA (mTLS)\n"
+            "      --jwt-public-key-file PATH\n"
+            "                              PEM public keys for RS256, ES256 and EdDSA tokens,\n"
+            "                              several in one file; re-read on SIGHUP\n"
+            "      --jwt-audience AUD      a token's aud (string or array) must contain AUD\n"
+            "      --jwt-issuer ISS        a token's iss must equal ISS\n"
             "  -h, --help                  print this help and exit\n"
             "  -V, --version               print the version and exit\n"
             "\n"
@@ -140,6 +174,8 @@ void config_defaults(wsn_config *cfg)
     cfg->users_file = NULL;
     cfg->token_ttl = 3600;
     cfg->demo = false;
+    cfg->redis_url = NULL;
+    cfg->node_id[0] = '\0';
 }
 
 static bool parse_address(const char *s, char *out, size_t out_size)
@@ -267,6 +303,41 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
         case OPT_DEMO:
             cfg->demo = true;
             break;
+        case OPT_REDIS:
+            if (optarg[0] == '\0')
+                return bad_value(err, err_size, "--redis", optarg,
+                                 "redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH");
+            cfg->redis_url = optarg;
+            break;
+        case OPT_NODE_ID:
+            if (optarg[0] == '\0' || strlen(optarg) >= sizeof cfg->node_id ||
+                strpbrk(optarg, " \t\r\n\"\\") != NULL)
+                return bad_value(err, err_size, "--node-id", optarg,
+                                 "1..127 characters, no blanks or quotes");
+            snprintf(cfg->node_id, sizeof cfg->node_id, "%s", optarg);
+            break;
+        case OPT_GRPC_TOKEN_FILE:
+        case OPT_GRPC_TLS_CERT:
+        case OPT_GRPC_TLS_KEY:
+        case OPT_GRPC_CLIENT_CA:
+        case OPT_JWT_PUBLIC_KEY_FILE:
+        case OPT_JWT_AUDIENCE:
+        case OPT_JWT_ISSUER: {
+            if (optarg[0] == '\0') {
+                char flag[48];
+                snprintf(flag, sizeof flag, "--%s", long_options[index].name);
+                return bad_value(err, err_size, flag, optarg, "a non-empty value");
+            }
+            const char **field = opt == OPT_GRPC_TOKEN_FILE       ? &cfg->grpc_token_file
+                                 : opt == OPT_GRPC_TLS_CERT       ? &cfg->grpc_tls_cert
+                                 : opt == OPT_GRPC_TLS_KEY        ? &cfg->grpc_tls_key
+                                 : opt == OPT_GRPC_CLIENT_CA      ? &cfg->grpc_client_ca
+                                 : opt == OPT_JWT_PUBLIC_KEY_FILE ? &cfg->jwt_public_key_file
+                                 : opt == OPT_JWT_AUDIENCE        ? &cfg->jwt_audience
+                                                                  : &cfg->jwt_issuer;
+            *field = optarg;
+            break;
+        }
         case OPT_MAX_HANDSHAKES:
             if (!decimal_parse_range(optarg, 1, 1048576, &v))
                 return bad_value(err, err_size, "--max-handshakes", optarg, "1..1048576");
@@ -301,6 +372,23 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
     if (optind < argc) {
         snprintf(err, err_size, "%s: unexpected argument (see --help)", argv[optind]);
         return CONFIG_USAGE;
+    }
+    if ((cfg->grpc_tls_cert == NULL) != (cfg->grpc_tls_key == NULL)) {
+        snprintf(err, err_size, "%s: needs %s too (both or neither)",
+                 cfg->grpc_tls_cert ? "--grpc-tls-cert" : "--grpc-tls-key",
+                 cfg->grpc_tls_cert ? "--grpc-tls-key" : "--grpc-tls-cert");
+        return CONFIG_USAGE;
+    }
+    if (cfg->grpc_client_ca != NULL && cfg->grpc_tls_cert == NULL) {
+        snprintf(err, err_size, "--grpc-client-ca: needs --grpc-tls-cert and --grpc-tls-key");
+        return CONFIG_USAGE;
+    }
+    if (cfg->node_id[0] == '\0') {
+        char host[64] = "localhost";
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = '\0';
+        snprintf(cfg->node_id, sizeof cfg->node_id, "%s:%u", host, (unsigned)cfg->port);
     }
     if ((cfg->tls_cert == NULL) != (cfg->tls_key == NULL)) {
         snprintf(err, err_size, "%s: needs %s too (both or neither)",

@@ -15,6 +15,7 @@
 #define CONFIG_MAX_CONNECTS_PER_MINUTE 1000u
 #define CONFIG_MAX_MESSAGES_PER_SECOND 10000u
 #define CONFIG_MAX_HISTORY 10000u
+#define CONFIG_NODE_ID_MAX 128
 
 typedef struct {
     int workers;
@@ -37,6 +38,15 @@ typedef struct {
     const char *users_file;        /* --users-file: enables POST /api/v1/auth/login */
     uint32_t token_ttl;            /* seconds: lifetime of the login endpoint's tokens */
     bool demo;                     /* also serve the browser test page */
+    const char *redis_url;         /* --redis: cluster mode; NULL: a single node */
+    char node_id[CONFIG_NODE_ID_MAX]; /* --node-id, default HOSTNAME:PORT */
+    const char *grpc_token_file;   /* bearer tokens the gRPC port accepts; NULL: none asked */
+    const char *grpc_tls_cert;     /* the gRPC port speaks TLS only when set */
+    const char *grpc_tls_key;
+    const char *grpc_client_ca;    /* mTLS: client certificates must be signed by it */
+    const char *jwt_public_key_file; /* RS256/ES256/EdDSA keys, several in one PEM file */
+    const char *jwt_audience;      /* a token's aud must contain it, when set */
+    const char *jwt_issuer;        /* a token's iss must equal it, when set */
     const char *log_level_file;    /* NULL: none; else its first word overrides log_level (re-read on SIGHUP) */
     const char *tls_cert;          /* PEM certificate (chain); NULL: plain HTTP/WebSocket */
     const char *tls_key;           /* PEM private key; set exactly when tls_cert is */
