@@ -43,12 +43,20 @@ by process group. Then it reads the record files and the daemon's log and checks
     daemon's log, the load tools' own counters must agree: every connection they
     lost without a close frame was on a killed worker, and every close frame
     they received answered one of their churn closes.
+    With a daemon that keeps a history (--history-size in its --help; run with
+    its default size, the store under the work directory), each notification to
+    a user connected at the end of the run must arrive exactly once, whatever
+    happened in between: a kill or a churn excuses nothing any more (the next
+    connection's offline replay brings what was lost), and delivered=false ones
+    to those users must arrive too (replayed once; so replays are allowed).
  2. leaks. Every --sample-every seconds: open descriptors (/proc/PID/fd) and VmRSS
     (/proc/PID/status) of the master and of each worker slot's current pid (a
     respawned worker is a new series), with each slot's open WebSocket
     connections from /metrics. After the warm-up (--warmup-fraction of the run;
     a respawned worker's first --series-warmup seconds too), every sample must be
-    within +2% +16 descriptors and +10% +8 MiB RSS of its series' minimum. A
+    within +2% +16 descriptors and +10% +8 MiB RSS of its series' minimum (RSS
+    less its file-backed pages, RssFile: the history store is a memory-mapped file
+    that grows through the run by design; VmRSS is reported too). A
     worker's descriptors are judged net of its WebSocket connections (which move
     between workers with every kill and churn), and not in the --settle seconds
     after a kill (handshakes of the reconnection burst hold descriptors). A
@@ -215,15 +223,28 @@ def proc_fds(pid):
         return None
 
 
-def proc_rss_kb(pid):
+def proc_mem_kb(pid):
+    """VmRSS, and its file-backed part RssFile, from /proc/PID/status (KiB)."""
+    out = {"rss_kb": None, "rss_file_kb": None}
     try:
         with open("/proc/%d/status" % pid, "rb") as f:
             for line in f:
                 if line.startswith(b"VmRSS:"):
-                    return int(line.split()[1])
+                    out["rss_kb"] = int(line.split()[1])
+                elif line.startswith(b"RssFile:"):
+                    out["rss_file_kb"] = int(line.split()[1])
     except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+def judged_rss(p):
+    """What the RSS check judges: VmRSS less its file-backed pages (RssFile). The
+    history store is a memory-mapped file that grows through the run by design;
+    the pages of it that a process touched count in its VmRSS, not in its heap."""
+    if p.get("rss_kb") is None:
         return None
-    return None
+    return p["rss_kb"] - (p.get("rss_file_kb") or 0)
 
 
 def proc_ppid(pid):
@@ -242,6 +263,17 @@ def is_sanitizer_build(path):
     except OSError:
         return False
     return b"__asan_init" in data or b"AddressSanitizer" in data
+
+
+def has_history(path):
+    """Whether this wsnotifyd keeps a history (replays on reconnect): --history-size
+    in its --help (the soak runs it with the default size)."""
+    try:
+        r = subprocess.run([path, "--help"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return b"--history-size" in r.stdout
 
 
 def merge_options(current, defaults):
@@ -564,19 +596,30 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
     Each answered notification's acceptance time A(x) is bracketed without any help
     from the tools: the daemon numbers notifications from one counter at acceptance,
     so ids increase with acceptance time; for a notification x that did not arrive,
-    A(x) <= A(q) <= recv(q) for every later id q that arrived, and
-    A(x) >= A(p) >= recv(p) - Lmax for every earlier id p that arrived, where Lmax is
-    the largest delivery latency the load tools measured (from the publisher's
-    send-time stamp, which precedes acceptance)."""
+    A(x) <= A(q) <= recv(q) for every later id q that arrived live, and
+    A(x) >= A(p) >= recv(p) - Lmax for every earlier id p that arrived live, where
+    Lmax is the largest delivery latency the load tools measured (from the
+    publisher's send-time stamp, which precedes acceptance).
+
+    With a daemon that keeps a history (meta["history"]), a notification to a user
+    whose connection is open at the end of the run must arrive exactly once
+    whatever happened in between: delivered=true ones lost to a kill or a churn
+    come back in the offline replay of the next connection, delivered=false ones
+    (the user was between connections) too. Only the users not connected at the
+    end (never, or given up) keep the rules of a daemon without history."""
     W = int(meta["loss_window_s"] * NS)
+    history = bool(meta.get("history"))
+    if history:
+        allow_replays = True
     pub_start, pub_end = meta["pub_start"], meta["pub_end"]
     lmax = int(meta.get("latency_max_us", 0) * 1000) + 10_000_000
     ids = sorted(pub)
     n = len(ids)
-    # First arrival time of each answered id that arrived at its own user.
-    first = [None] * n
+    # Users connected when the daemon was stopped (closed by the shutdown).
+    at_end = {u for u, ivs in dlog["intervals"].items() if any(iv[4] == "shutdown" for iv in ivs)}
+    first = [None] * n      # first arrival at its own user, delivered=true ones only
+    copies = [0] * n        # arrivals at its own user
     dup_ids = dup_extra = misrouted = replays = 0
-    received_ok = once = 0
     misrouted_ex = []
     dup_ex = []
     replay_ex = []
@@ -586,6 +629,7 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
         if not arr:
             continue
         mine = [t for (u, t) in arr if u == user]
+        copies[i] = len(mine)
         if len(mine) != len(arr):
             misrouted += len(arr) - len(mine)
             if len(misrouted_ex) < 10:
@@ -594,7 +638,7 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
             dup_ids += 1
             dup_extra += len(mine) - 1
             if len(dup_ex) < 10:
-                dup_ex.append({"id": nid, "user": user, "copies": len(mine),
+                dup_ex.append({"id": nid, "user": user, "delivered": dl, "copies": len(mine),
                                "t_rel_s": [round((t - pub_start) / NS, 3) for t in sorted(mine)]})
         if not mine:
             continue
@@ -604,12 +648,9 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
                 replay_ex.append({"id": nid, "user": user, "t_rel_s": round((min(mine) - pub_start) / NS, 3)})
             continue
         first[i] = min(mine)
-        received_ok += 1
-        if len(mine) == 1 and len(arr) == 1:
-            once += 1
     unknown = sum(len(v) for k, v in recv.items() if k not in pub)
     unknown_ex = [k for k in recv if k not in pub][:10]
-    # Brackets: prefix max / suffix min of arrival times over the id order.
+    # Brackets: prefix max / suffix min of live arrival times over the id order.
     prefix = [0] * n
     best = -math.inf
     for i in range(n):
@@ -624,12 +665,8 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
         suffix[i] = best
     # Reasons, per user.
     kills = meta["kills"]
-    killed_users = []
-    for k in kills:
-        killed_users.append(dlog["still_open"].get(k["pid"], set()))
-    reap = {}
-    for d in dlog["died"]:
-        reap[d["pid"]] = d["t"]
+    killed_users = [dlog["still_open"].get(k["pid"], set()) for k in kills]
+    reap = {d["pid"]: d["t"] for d in dlog["died"]}
     kill_at = {k["pid"]: k["t"] for k in kills}
     kill_windows = []
     for k, users in zip(kills, killed_users):
@@ -644,17 +681,38 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
                 churn_times[user].append(t1)
     for v in churn_times.values():
         v.sort()
+
+    def rel(t):
+        return None if t is None else round((t - pub_start) / NS, 3)
+
+    def describe(i, nid, user, dl, lo, hi):
+        ivs = sorted(dlog["intervals"].get(user, []), key=lambda x: (x[2] or 0))
+        ivs = [(p, s, t0, kill_at.get(p, t1) if r == "open" else t1,
+                "killed" if r == "open" and p in kill_at else r) for (p, s, t0, t1, r) in ivs]
+        return {"id": nid, "user": user, "delivered": dl, "accepted_between_s": [rel(lo), rel(hi)],
+                "connections": [{"pid": p, "worker": s, "from_s": rel(t0), "to_s": rel(t1), "end": r}
+                                for (p, s, t0, t1, r) in ivs
+                                if (t1 is None or t1 >= lo - 60 * NS) and (t0 is None or t0 <= hi + 60 * NS)][:6]}
+
     delivered_true = 0
     missing_kill = missing_churn = 0
     unexplained = []
+    not_replayed = []
+    not_replayed_reasons = collections.Counter()
+    replayed_ok = 0
+    history_users_ids = 0
     widths = []
     kill_rel = []
     for i, nid in enumerate(ids):
         user, dl = pub[nid]
-        if not dl:
-            continue
-        delivered_true += 1
-        if first[i] is not None:
+        if dl:
+            delivered_true += 1
+        strict = history and user in at_end
+        if strict:
+            history_users_ids += 1
+            if not dl and copies[i] == 1:
+                replayed_ok += 1
+        if copies[i] > 0 or not (dl or strict):
             continue
         lo = prefix[i - 1] - lmax if i > 0 and prefix[i - 1] != -math.inf else pub_start
         lo = max(lo, pub_start - NS)
@@ -666,7 +724,8 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
         for (a, b, users, k) in kill_windows:
             if user in users and overlaps(lo, hi, a, b):
                 reason = "kill"
-                kill_rel.append((lo - k["t"], hi - k["t"]))
+                if dl and not strict:
+                    kill_rel.append((lo - k["t"], hi - k["t"]))
                 break
         if reason is None:
             ts = churn_times.get(user)
@@ -674,22 +733,19 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
                 j = bisect.bisect_left(ts, lo - W)
                 if j < len(ts) and ts[j] <= hi + W:
                     reason = "churn"
-        if reason == "kill":
+        if strict:
+            # A history replays it on the next connection: no reason excuses it.
+            not_replayed_reasons[reason or "none"] += 1
+            if len(not_replayed) < 10:
+                not_replayed.append(dict(describe(i, nid, user, dl, lo, hi), near=reason))
+            else:
+                not_replayed.append(None)
+        elif reason == "kill":
             missing_kill += 1
         elif reason == "churn":
             missing_churn += 1
         else:
-            ivs = sorted(dlog["intervals"].get(user, []), key=lambda x: (x[2] or 0))
-            ivs = [(p, s, t0, kill_at.get(p, t1) if r == "open" else t1,
-                    "killed" if r == "open" and p in kill_at else r) for (p, s, t0, t1, r) in ivs]
-
-            def rel(t):
-                return None if t is None else round((t - pub_start) / NS, 3)
-            unexplained.append({
-                "id": nid, "user": user, "accepted_between_s": [rel(lo), rel(hi)],
-                "connections": [{"pid": p, "worker": s, "from_s": rel(t0), "to_s": rel(t1),
-                                 "end": r} for (p, s, t0, t1, r) in ivs
-                                if (t1 is None or t1 >= lo - 60 * NS) and (t0 is None or t0 <= hi + 60 * NS)][:6]})
+            unexplained.append(describe(i, nid, user, dl, lo, hi))
     widths.sort()
     # The reasons above trust the daemon's log to tell a client's close from its own;
     # the load tools' counters check that: every connection they lost without a close
@@ -710,18 +766,28 @@ def analyse_delivery(meta, pub, recv, dlog, allow_replays):
         # Taken after the daemon's stop: its 1001 closes are in them; not judged.
         accounting["ok"] = True
         accounting["note"] = "not judged: a load process's stats were taken after the daemon's stop"
-    ok = (not unexplained and dup_extra == 0 and misrouted == 0 and (allow_replays or replays == 0)
-          and accounting["ok"])
+    n_not_replayed = len(not_replayed)
+    ok = (not unexplained and n_not_replayed == 0 and dup_extra == 0 and misrouted == 0
+          and (allow_replays or replays == 0) and accounting["ok"])
     return {
         "ok": ok,
+        "history": history,
         "answered": n, "delivered_true": delivered_true,
         "delivered_false": n - delivered_true,
         "received_lines": sum(len(v) for v in recv.values()),
-        "received_exactly_once": once,
-        "received_delivered_true": received_ok,
+        "received_exactly_once": sum(1 for i in range(n) if copies[i] == 1 and pub[ids[i]][1]
+                                     and len(recv.get(ids[i], ())) == 1),
+        "received_delivered_true": sum(1 for i in range(n) if first[i] is not None),
         "missing_legitimate": {"worker_killed": missing_kill, "client_churn": missing_churn},
         "missing_unexplained": len(unexplained),
         "missing_unexplained_examples": unexplained[:10],
+        "history_check": {
+            "users_connected_at_end": len(at_end),
+            "their_notifications": history_users_ids,
+            "delivered_false_replayed_once": replayed_ok,
+            "not_arrived": n_not_replayed,
+            "not_arrived_near": dict(not_replayed_reasons),
+            "examples": [x for x in not_replayed if x is not None][:10]} if history else None,
         "duplicates": {"ids": dup_ids, "extra_copies": dup_extra, "examples": dup_ex},
         "misrouted": {"copies": misrouted, "examples": misrouted_ex},
         "replays_delivered_false_received": {"count": replays, "allowed": allow_replays,
@@ -787,7 +853,7 @@ def analyse_leaks(meta, dlog):
                 fd_vals.append(p["fds"])
             elif p.get("conns") is not None:
                 fd_vals.append(p["fds"] - p["conns"])
-        rss_vals = [p["rss_kb"] for _, p in used if p["rss_kb"] is not None]
+        rss_vals = [judged_rss(p) for _, p in used if judged_rss(p) is not None]
         problems = []
         if fd_vals:
             lo, hi = min(fd_vals), max(fd_vals)
@@ -954,9 +1020,10 @@ def format_report(meta, r):
     L = []
     f = r["figures"]
     c = r["checks"]
-    L.append("wsnotifyd soak: %s%s, %d workers, %d connections (%d load processes), users 1-%d, "
+    L.append("wsnotifyd soak: %s%s%s, %d workers, %d connections (%d load processes), users 1-%d, "
              "%g notifications/s, churn %g/s, kill every %gs, HUP every %gs, %gs"
-             % (meta["daemon"], " (sanitizers)" if meta["sanitizers"] else "", meta["workers"],
+             % (meta["daemon"], " (sanitizers)" if meta["sanitizers"] else "",
+                " (history)" if meta.get("history") else "", meta["workers"],
                 meta["connections"], meta["load_processes"], meta["users"], meta["rate"],
                 meta["churn"], meta["kill_every"], meta["hup_every"], meta["duration"]))
     n = f["notifications"]
@@ -998,6 +1065,16 @@ def format_report(meta, r):
                 e["replays_delivered_false_received"]["count"],
                 " (allowed)" if e["replays_delivered_false_received"]["allowed"] else "",
                 e["received_unanswered_ids"]["copies"], e["calls_not_ok"] or "none"))
+    hc = e.get("history_check")
+    if hc:
+        L.append("      history: the %d users connected at the end got %d notifications, each to arrive once "
+                 "(kills and churn excuse nothing: the next connection replays): %d delivered=false ones "
+                 "replayed once, %d did not arrive%s"
+                 % (hc["users_connected_at_end"], hc["their_notifications"],
+                    hc["delivered_false_replayed_once"], hc["not_arrived"],
+                    " (near: %s)" % hc["not_arrived_near"] if hc["not_arrived"] else ""))
+        for ex in hc["examples"][:5]:
+            L.append("      not arrived: %s" % json.dumps(ex))
     ca = e["connection_accounting"]
     L.append("      connections lost without a close frame %d (on killed workers %d); close frames %d, "
              "answers to churn closes %d, server-initiated %d%s"
@@ -1006,9 +1083,10 @@ def format_report(meta, r):
                 "" if ca["ok"] else "  <-- connections lost for no legitimate reason"))
     kr = e["kill_to_reap_ms"]
     if kr:
-        L.append("      kill -> master's reap: median %.1f ms, max %.1f ms; the losses to kills were accepted "
-                 "up to %s ms after the kill" % (kr[len(kr) // 2], kr[-1],
-                                                 e["kill_losses_accepted_ms_after_kill"]["max"]))
+        km = e["kill_losses_accepted_ms_after_kill"]["max"]
+        L.append("      kill -> master's reap: median %.1f ms, max %.1f ms%s"
+                 % (kr[len(kr) // 2], kr[-1], "" if km is None else
+                    "; the losses to kills were accepted up to %s ms after the kill" % km))
     for ex in e["missing_unexplained_examples"][:5]:
         L.append("      missing: %s" % json.dumps(ex))
     for ex in e["duplicates"]["examples"][:5]:
@@ -1018,17 +1096,17 @@ def format_report(meta, r):
     for ex in e["replays_delivered_false_received"]["examples"][:5]:
         L.append("      delivered=false but arrived: %s" % json.dumps(ex))
     lk = c["leaks"]
-    L.append("  [%s] leaks (after %gs warm-up; fds %s, RSS %s of each series' minimum):"
+    L.append("  [%s] leaks (after %gs warm-up; fds %s, RSS less file pages %s of each series' minimum):"
              % ("PASS" if lk["ok"] else "FAIL", lk["warmup_s"], lk["bounds"]["fds"], lk["bounds"]["rss"]))
     for s in lk["series"]:
         fc = s.get("fds_checked")
         rc = s.get("rss_kb_checked")
-        L.append("      %-9s pid %-7d %3d samples (%3d judged): fds %s%s; RSS %s KiB%s%s"
+        L.append("      %-9s pid %-7d %3d samples (%3d judged): fds %s%s; VmRSS %s KiB%s%s"
                  % (s["role"], s["pid"], s["samples"], s["checked"],
                     "%d-%d" % tuple(s["fds_raw"]) if s["fds_raw"] else "-",
                     " (%s %d-%d)" % (fc["what"], fc["min"], fc["max"]) if fc and fc["what"] != "fds" else "",
                     "%d-%d" % tuple(s["rss_kb_all"]) if s["rss_kb_all"] else "-",
-                    " (judged %d-%d)" % (rc["min"], rc["max"]) if rc else "",
+                    " (less file pages, judged %d-%d)" % (rc["min"], rc["max"]) if rc else "",
                     ("  <-- " + "; ".join(s["problems"])) if s["problems"] else ""))
     sz = c["sanitizers"]
     L.append("  [%s] sanitizers: %d report line(s); unexpected worker exits: %s"
@@ -1105,6 +1183,9 @@ class Soak:
         a = self.a
         env = dict(os.environ)
         env["JWT_SECRET"] = self.secret
+        # The history store without --data-dir goes under $TMPDIR (the master removes
+        # it when it exits): keep it in the work directory.
+        env["TMPDIR"] = self.work
         if self.meta["sanitizers"]:
             env["ASAN_OPTIONS"] = merge_options(env.get("ASAN_OPTIONS"), SANITIZER_ASAN_DEFAULTS)
             env["UBSAN_OPTIONS"] = merge_options(env.get("UBSAN_OPTIONS"), SANITIZER_UBSAN_DEFAULTS)
@@ -1249,13 +1330,13 @@ class Soak:
         except (OSError, ValueError, http.client.HTTPException):
             pass
         mp = self.daemon.pid
-        procs.append({"role": "master", "pid": mp, "fds": proc_fds(mp), "rss_kb": proc_rss_kb(mp)})
+        procs.append(dict({"role": "master", "pid": mp, "fds": proc_fds(mp)}, **proc_mem_kb(mp)))
         for slot in range(self.a.workers):
             pid = self.tail.slot_pid.get(slot)
             if pid is None or proc_ppid(pid) != mp:
                 continue
-            procs.append({"role": "worker %d" % slot, "pid": pid, "fds": proc_fds(pid),
-                          "rss_kb": proc_rss_kb(pid), "conns": conns.get(slot)})
+            procs.append(dict({"role": "worker %d" % slot, "pid": pid, "fds": proc_fds(pid),
+                               "conns": conns.get(slot)}, **proc_mem_kb(pid)))
             self.meta["series_start"].setdefault(str(pid), t)
         self.meta["samples"].append({"t": t, "procs": procs})
         if h is not None:
@@ -1465,6 +1546,7 @@ class Soak:
             raise SoakError("too many load processes (%d): raise --per-load" % nproc)
         self.meta = m = {
             "daemon": a.daemon, "tools": a.tools, "sanitizers": is_sanitizer_build(a.daemon),
+            "history": has_history(a.daemon),
             "workers": a.workers, "connections": a.connections, "users": a.users,
             "rate": a.rate, "churn": a.churn, "kill_every": a.kill_every, "hup_every": a.hup_every,
             "duration": a.duration, "load_processes": nproc, "per_load": a.per_load,
@@ -1615,7 +1697,8 @@ def parse_args(argv):
     p.add_argument("--json", metavar="FILE", help="write the report as JSON to FILE (- for stdout)")
     p.add_argument("--keep-logs", metavar="DIR", help="keep the daemon log, records and stats in DIR")
     p.add_argument("--allow-replays", action="store_true",
-                   help="a delivered=false notification that arrives is counted, not a failure")
+                   help="a delivered=false notification that arrives is counted, not a failure "
+                        "(always so with a daemon that keeps a history: it replays them)")
     p.add_argument("--loss-window", metavar="S", type=float, default=DEFAULT_LOSS_WINDOW,
                    help="seconds around a kill or a churn close within which a lost notification "
                         "of the users it concerns is legitimate (2; doubled for a sanitizer build)")
