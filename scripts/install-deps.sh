@@ -10,7 +10,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
 libevent-dev libjwt-dev libjson-c-dev libssl-dev check
 libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler grpc-proto
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
-mandoc systemd openssl liblmdb-dev libcrypt-dev
+mandoc systemd openssl liblmdb-dev libcrypt-dev libhiredis-dev redis-server nginx
 clang-14 libclang-rt-14-dev chromium"
 # Node comes with some machines (NodeSource's nodejs bundles npm); Debian's
 # own packages otherwise.

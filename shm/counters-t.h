@@ -15,6 +15,7 @@ typedef enum {
     NOTIFY_INTERNAL,        /* INTERNAL: the server could not handle it */
     NOTIFY_DUPLICATE,       /* a retry of a caller id still in the history: not sent again */
     NOTIFY_EXHAUSTED,       /* RESOURCE_EXHAUSTED: too many calls waiting for an ack */
+    NOTIFY_UNAUTHENTICATED, /* UNAUTHENTICATED: no accepted bearer token (one per call) */
     NOTIFY_OUTCOMES
 } notify_outcome;
 

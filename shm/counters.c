@@ -22,7 +22,7 @@ const char *const counters_outcome_label[NOTIFY_OUTCOMES] = {
     [NOTIFY_DROPPED] = "dropped",     [NOTIFY_INVALID] = "invalid",
     [NOTIFY_NOT_PUSHED] = "not_pushed", [NOTIFY_UNAVAILABLE] = "unavailable",
     [NOTIFY_INTERNAL] = "internal",   [NOTIFY_DUPLICATE] = "duplicate",
-    [NOTIFY_EXHAUSTED] = "exhausted",
+    [NOTIFY_EXHAUSTED] = "exhausted", [NOTIFY_UNAUTHENTICATED] = "unauthenticated",
 };
 
 unsigned counters_latency_bucket(uint64_t ns)

@@ -619,6 +619,28 @@ bool directory_release(directory *d, int64_t user, uint32_t generation)
 
 /* No lock (see the top comment). Linearisable: found means user held that
  * holder at some moment of the call, absent that it was absent at one. */
+size_t directory_each_of_epoch(const directory *d, int slot, uint32_t epoch,
+                               void (*fn)(void *ctx, int64_t user, uint32_t generation),
+                               void *ctx)
+{
+    if (!slot_valid(slot))
+        return 0;
+    const dir_entry *t = active_table(d);
+    size_t n = 0;
+    for (uint32_t pos = 0; pos < d->table_size; pos++) {
+        int64_t u = atomic_load_explicit(&t[pos].user, memory_order_acquire);
+        if (u <= 0)
+            continue;
+        dir_holder h = unpack(atomic_load_explicit(&t[pos].holder, memory_order_acquire));
+        if (h.slot != slot || h.epoch != epoch || h.generation == 0 ||
+            atomic_load_explicit(&t[pos].user, memory_order_relaxed) != u)
+            continue;
+        fn(ctx, u, h.generation);
+        n++;
+    }
+    return n;
+}
+
 bool directory_lookup(const directory *d, int64_t user, dir_holder *out)
 {
     if (user <= 0)

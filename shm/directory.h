@@ -73,6 +73,13 @@ bool directory_release(directory *d, int64_t user, uint32_t generation);
  * Lock-free (see directory.c for the bound on its retries). */
 bool directory_lookup(const directory *d, int64_t user, dir_holder *out);
 
+/* Calls fn for every entry still in the table that slot wrote under epoch
+ * (a dead incarnation's users, right after its bump), without a lock and
+ * best effort: one a concurrent rebuild drops is missed. Returns how many. */
+size_t directory_each_of_epoch(const directory *d, int slot, uint32_t epoch,
+                               void (*fn)(void *ctx, int64_t user, uint32_t generation),
+                               void *ctx);
+
 /* Number of live entries (stale ones excluded). Lock-free. */
 uint32_t directory_count(const directory *d);
 uint32_t directory_capacity(const directory *d);

@@ -10,6 +10,9 @@
 
 #define HANDOFF_MAX_SLOTS 256
 #define HANDOFF_STORE_ENV "WSNOTIFY_STORE"
+/* Cluster mode: the master's instance name in Redis (cluster.h), for the
+ * workers' claims and announcements. */
+#define HANDOFF_INSTANCE_ENV "WSNOTIFY_INSTANCE"
 
 typedef struct {
     int slot;

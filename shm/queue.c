@@ -54,7 +54,7 @@ static uint64_t get_u64(const uint8_t *p)
 static int type_valid(uint8_t type)
 {
     return type == QMSG_NOTIFY || type == QMSG_EVICT || type == QMSG_BROADCAST ||
-           type == QMSG_MARKS;
+           type == QMSG_MARKS || type == QMSG_ROUTED || type == QMSG_SIGNAL;
 }
 
 static void encode_header(uint8_t *out, const queue_msg *m)
@@ -79,9 +79,13 @@ static int msg_valid(const queue_msg *m)
         return 0;
     switch (m->type) {
     case QMSG_NOTIFY:
+    case QMSG_ROUTED:
         return m->user > 0;
     case QMSG_EVICT:
         return m->user > 0 && m->payload_len == 0;
+    case QMSG_SIGNAL:
+        return m->user > 0 && m->payload_len == 0 &&
+               (m->seq == QSIGNAL_RELEASED || m->seq == QSIGNAL_BARRIER);
     case QMSG_BROADCAST:
         return m->user == 0 && m->payload_len > 0;
     default: /* QMSG_MARKS */

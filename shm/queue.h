@@ -24,7 +24,26 @@ typedef enum {
     QMSG_BROADCAST = 3, /* to a worker: payload to every open session (user 0) */
     QMSG_MARKS = 4,     /* to the master: payload is packed queue_marks (user 0); generation
                          * is the sending slot, seq its number (region_slot.marks_sent) */
+    /* Cluster mode (README "Cluster"), from the master to a worker: */
+    QMSG_ROUTED = 5,    /* like NOTIFY, but routed through Redis: seq is the cluster's */
+    QMSG_SIGNAL = 6,    /* to (user, generation): seq is a queue_signal (no payload) */
 } qmsg_type;
+
+/* A cluster EVICT from another node carries who evicts (id: the new
+ * generation, seq: its node's instance) so the worker can answer once the
+ * evicted session's marks are out; a local EVICT has both 0. */
+
+typedef enum {
+    QSIGNAL_RELEASED = 1,  /* the user's evicted session on another node is gone, marks applied */
+    QSIGNAL_BARRIER = 2,   /* every routed notification older than the session's replay is here */
+} queue_signal;
+
+/* Mark states beyond shm/store.h's, cluster mode only. */
+enum {
+    QUEUE_MARK_RELEASE = 9,   /* (user, id = generation): the session closed: not its holder now */
+    QUEUE_MARK_EVICTED = 10,  /* (user, id = new generation, at_ms = new instance): an eviction
+                               * from another node is done (the session is gone) */
+};
 
 typedef struct {
     uint8_t type;

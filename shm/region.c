@@ -146,6 +146,12 @@ int64_t region_next_notification_id(shm_region *r)
     return atomic_fetch_add_explicit(&r->hdr->next_notification_id, 1, memory_order_relaxed);
 }
 
+uint64_t region_marks_pending_upto(const region_slot *s)
+{
+    uint64_t word = atomic_load_explicit(&s->marks_sent, memory_order_acquire);
+    return (word >> 1) + (word & 1);
+}
+
 void region_count_notification(shm_region *r, notify_outcome outcome)
 {
     atomic_fetch_add_explicit(&r->hdr->notifications[outcome], 1, memory_order_relaxed);

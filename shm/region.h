@@ -46,11 +46,14 @@ typedef struct {
     _Atomic uint64_t acks;          /* acks received from clients */
     _Atomic uint64_t marks_lost;    /* SENT/ACKED reports the master's queue could not take */
     /* The marks barrier (README "History"): the worker numbers its marks
-     * datagrams (marks_sent: the last one queued), the master says up to which
-     * one every mark is committed (marks_applied), so a replay of never-sent
-     * notifications can wait until no SENT mark is still on its way. */
+     * datagrams, the master says up to which one every mark is committed
+     * (marks_applied), so a replay of never-sent notifications can wait until
+     * no SENT mark is still on its way. marks_sent is the last number queued,
+     * times two, plus one from before a notification is written until its
+     * SENT mark is queued (region_marks_pending_upto reads it). */
     _Atomic uint64_t marks_sent;
     _Atomic uint64_t marks_applied;
+    _Atomic uint32_t redis_up;      /* cluster mode: the worker's own Redis link is up */
     char pad[64];
 } region_slot;
 
@@ -74,6 +77,12 @@ typedef struct {
     _Atomic uint64_t ack_waiters;                     /* gauge: calls waiting for an ack */
     _Atomic uint64_t commit_bucket[COUNTERS_LATENCY_BUCKETS]; /* commit latency histogram */
     _Atomic uint64_t commit_sum_ns;
+    /* Cluster mode (README "Cluster"), written by the master's history thread. */
+    _Atomic uint32_t redis_up;                        /* its connections to Redis are up */
+    _Atomic uint64_t redis_reconnects;                /* connections regained after a loss */
+    _Atomic uint64_t pubsub_lag_ns;                   /* its last ping's trip through pub/sub */
+    _Atomic uint64_t cluster_forwarded;               /* notifications handed to another node */
+    _Atomic uint64_t cluster_received;                /* from other nodes, queued to a worker */
     region_slot slot[REGION_MAX_SLOTS];
 } region_header;
 
@@ -101,6 +110,10 @@ int64_t region_total_connections(const shm_region *r);
 int64_t region_next_notification_id(shm_region *r);
 
 void region_count_notification(shm_region *r, notify_outcome outcome);
+
+/* The marks datagram of the slot that holds every SENT mark of what it has
+ * written so far (the next one while some wait in its batch). */
+uint64_t region_marks_pending_upto(const region_slot *s);
 
 /* Slots whose worker is running and accepting. */
 int region_ready_workers(const shm_region *r);

@@ -31,9 +31,13 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "shm/queue.h"
 #include "shm/store.h"
+#include "src/common/clock.h"
 #include "src/common/log.h"
 #include "workers/client.h"
+#include "workers/cluster_link.h"
+#include "workers/handover-t.h"
 #include "workers/marks.h"
 #include "workers/worker-t.h"
 #include "workers/ws_session.h"
@@ -46,35 +50,6 @@
 #define HELD_MAX CONN_MAX_OUTPUT
 #define STORE_RETRY_MS 1000u   /* a store that did not open is tried again after this */
 #define HELD_MIN_CAP 4096u
-
-typedef enum {
-    ST_FINDING = 0,   /* where does last_id's replay start? `connected` not written yet */
-    ST_REPLAYING,     /* `connected` written; the history goes out in passes and chunks */
-    ST_RELEASING,     /* the replay is written; the held items go out */
-    ST_FILTERING,     /* done; live datagrams with seq <= max_seq are still dropped */
-    ST_DEAD,          /* its client closed; freed by the next tick */
-} handover_state;
-
-struct handover {
-    handover *prev;
-    handover *next;
-    client *c;            /* NULL once dead */
-    int64_t user;
-    uint64_t max_seq;     /* S: accepted_seq read right after the claim */
-    uint64_t floor_seq;   /* entries up to this seq are written (or before last_id) */
-    uint64_t done_upto;   /* a replay pass up to this seq is complete */
-    int64_t last_id;      /* the client's resume position, -1: none (never-sent replay) */
-    int64_t after_id;     /* where the next chunk's AFTER read starts */
-    uint32_t started;     /* loop.now at the claim */
-    uint8_t state;
-    bool paused;          /* a pass stopped where the client's output was full */
-    handover_held held;
-    /* Never-sent replay only: marks datagrams of other slots queued before
-     * the claim and not yet committed (slot, number), SENT marks among them. */
-    struct { uint16_t slot; uint64_t number; } *marks_wait;
-    uint16_t n_marks_wait;
-    char email[];         /* for `connected` */
-};
 
 /* ---- pure parts ---------------------------------------------------------- */
 
@@ -180,6 +155,7 @@ static void destroy(handover *h)
 {
     handover_held_free(&h->held);
     free(h->marks_wait);
+    user_map_free(&h->ids);
     free(h);
 }
 
@@ -191,7 +167,7 @@ static int snapshot_marks(worker *w, handover *h)
     marks_flush(w);
     const region_header *hdr = w->shm.hdr;
     for (int s = 0; s < w->h.slots; s++) {
-        uint64_t sent = atomic_load_explicit(&hdr->slot[s].marks_sent, memory_order_acquire);
+        uint64_t sent = region_marks_pending_upto(&hdr->slot[s]);
         if (atomic_load_explicit(&hdr->slot[s].marks_applied, memory_order_acquire) >= sent)
             continue;
         if (h->marks_wait == NULL &&
@@ -205,7 +181,7 @@ static int snapshot_marks(worker *w, handover *h)
 }
 
 /* Every mark noted by snapshot_marks is committed now. */
-static bool marks_committed(const worker *w, handover *h)
+bool handover_marks_committed(const worker *w, handover *h)
 {
     while (h->n_marks_wait > 0) {
         uint16_t k = (uint16_t)(h->n_marks_wait - 1);
@@ -218,7 +194,7 @@ static bool marks_committed(const worker *w, handover *h)
     return true;
 }
 
-static void arm_tick(worker *w)
+void handover_arm_tick(worker *w)
 {
     handover_table *t = &w->handovers;
     struct timeval tv = {0, HANDOVER_TICK_MS * 1000};
@@ -233,13 +209,6 @@ static void arm_tick(worker *w)
 
 /* ---- the store ----------------------------------------------------------- */
 
-static uint64_t realtime_ns(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* The read-only handle, opened at start or, after a failure, again at most
  * once per STORE_RETRY_MS (a session that finds none gets 1013). */
@@ -273,7 +242,7 @@ static int ensure_store(worker *w)
 
 /* ---- one session's steps -------------------------------------------------- */
 
-static void fail(handover *h, const char *why)
+void handover_fail(handover *h, const char *why)
 {
     log_error("UserID=%lld: %s: closing with 1013", (long long)h->user, why);
     ws_session_close(h->c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
@@ -281,13 +250,13 @@ static void fail(handover *h, const char *why)
 
 /* Room to write more: the client's unsent output, and the loop's (other
  * replays and slow clients), are low enough. */
-static bool output_full(const worker *w, const client *c)
+bool handover_output_full(const worker *w, const client *c)
 {
     return c->io.out_len >= HIGH_WATER ||
            (w->loop.out_limit != 0 && w->loop.out_total >= w->loop.out_limit / 2);
 }
 
-static uint64_t committed(const worker *w)
+uint64_t handover_committed(const worker *w)
 {
     return atomic_load_explicit(&w->shm.hdr->committed_seq, memory_order_acquire);
 }
@@ -302,7 +271,7 @@ static bool wait_expired(worker *w, handover *h, uint64_t done)
     snprintf(why, sizeof why,
              "the history did not commit up to seq %llu within %u s (committed: %llu)",
              (unsigned long long)h->max_seq, HANDOVER_WAIT_MS / 1000u, (unsigned long long)done);
-    fail(h, why);
+    handover_fail(h, why);
     return true;
 }
 
@@ -321,11 +290,11 @@ static bool begin(worker *w, handover *h)
     if (h->last_id == 0) {
         recovered = 1;
     } else if (h->last_id > 0) {
-        uint64_t done = committed(w);
+        uint64_t done = handover_committed(w);
         store_entry e;
-        int rc = store_find(w->store, h->user, h->last_id, realtime_ns(), &e);
+        int rc = store_find(w->store, h->user, h->last_id, clock_realtime_ns(), &e);
         if (rc < 0) {
-            fail(h, "cannot read the history");
+            handover_fail(h, "cannot read the history");
             return false;
         }
         if (rc == 1 && done < h->max_seq) {
@@ -363,7 +332,7 @@ static int on_entry(void *arg, const store_entry *e)
     x->written++;
     h->floor_seq = e->seq;
     h->after_id = e->id;
-    return output_full(x->w, h->c) ? REPLAY_PAUSED : 0;
+    return handover_output_full(x->w, h->c) ? REPLAY_PAUSED : 0;
 }
 
 /* REPLAYING → RELEASING once every entry up to S is written. A pass reads
@@ -372,10 +341,10 @@ static int on_entry(void *arg, const store_entry *e)
  * Returns true when the replay is complete. */
 static bool replay(worker *w, handover *h)
 {
-    if (output_full(w, h->c))
+    if (handover_output_full(w, h->c))
         return false;
-    uint64_t done = committed(w);
-    if (h->last_id < 0 && !marks_committed(w, h)) {
+    uint64_t done = handover_committed(w);
+    if (h->last_id < 0 && !handover_marks_committed(w, h)) {
         (void)wait_expired(w, h, done);
         return false;
     }
@@ -383,7 +352,7 @@ static bool replay(worker *w, handover *h)
     if (h->paused || upto > h->done_upto) {
         replay_ctx x = {.w = w, .h = h};
         store_replay_mode mode = h->last_id >= 0 ? STORE_REPLAY_AFTER : STORE_REPLAY_UNSENT;
-        int rc = store_replay(w->store, h->user, mode, h->after_id, upto, realtime_ns(),
+        int rc = store_replay(w->store, h->user, mode, h->after_id, upto, clock_realtime_ns(),
                               on_entry, &x, NULL);
         if (x.written > 0)
             atomic_fetch_add_explicit(&w->stats->replayed, x.written, memory_order_relaxed);
@@ -393,7 +362,7 @@ static bool replay(worker *w, handover *h)
         if (h->paused)
             return false;
         if (rc != 0) {
-            fail(h, "cannot read the history");
+            handover_fail(h, "cannot read the history");
             return false;
         }
         h->done_upto = upto;
@@ -410,7 +379,7 @@ static int write_item(client *c, const handover_item *it)
 {
     if (it->kind == HANDOVER_REPLY)
         return ws_session_send_text(c, it->data, it->len);
-    uint64_t seq = it->kind == HANDOVER_LIVE ? it->seq : 0;
+    uint64_t seq = it->kind == HANDOVER_LIVE || it->kind == HANDOVER_ROUTED ? it->seq : 0;
     return ws_session_write_notification(c, it->data, it->len, it->id, seq, it->accepted_ns);
 }
 
@@ -419,8 +388,12 @@ static bool release(worker *w, handover *h)
 {
     handover_item it;
     while (handover_held_peek(&h->held, &it)) {
-        if (output_full(w, h->c))
+        if (handover_output_full(w, h->c))
             return false;
+        if (w->link != NULL && handover_cluster_covered(h, &it)) {
+            handover_held_pop(&h->held); /* its replay wrote it */
+            continue;
+        }
         int rc = write_item(h->c, &it);
         handover_held_pop(&h->held);
         if (rc != 0 || h->c == NULL)
@@ -428,6 +401,7 @@ static bool release(worker *w, handover *h)
     }
     handover_held_free(&h->held);
     h->state = ST_FILTERING;
+    h->replayed_at = w->loop.now;
     list_unlink(&w->handovers.busy, h);
     list_push(&w->handovers.filtering, h);
     return true;
@@ -444,12 +418,17 @@ static bool queue_empty(const worker *w)
 }
 
 /* Take h as far as it can go now. h may be freed when it returns. */
-static void advance(worker *w, handover *h)
+void handover_advance(worker *w, handover *h)
 {
-    if (h->state == ST_FINDING && !begin(w, h))
-        return;
-    if (h->c == NULL || (h->state == ST_REPLAYING && !replay(w, h)))
-        return;
+    if (w->link != NULL) {
+        if (h->state < ST_RELEASING && !handover_cluster_step(w, h))
+            return;
+    } else {
+        if (h->state == ST_FINDING && !begin(w, h))
+            return;
+        if (h->c == NULL || (h->state == ST_REPLAYING && !replay(w, h)))
+            return;
+    }
     if (h->c == NULL || (h->state == ST_RELEASING && !release(w, h)))
         return;
     if (h->state == ST_FILTERING && queue_empty(w))
@@ -463,16 +442,18 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     worker *w = arg;
     handover_table *t = &w->handovers;
     conn_loop_clock(&w->loop);
-    /* advance() only moves h itself to another list or frees it (and the
+    /* handover_advance() only moves h itself to another list or frees it (and the
      * filtering list), never the next busy one. */
     for (handover *h = t->busy, *next; h != NULL; h = next) {
         next = h->next;
         if (h->state == ST_DEAD) {
+            if (h->inflight)
+                continue; /* its answer comes back to it */
             list_unlink(&t->busy, h);
             destroy(h);
             continue;
         }
-        advance(w, h);
+        handover_advance(w, h);
     }
     if (t->busy == NULL && t->ticking) {
         if (event_del(t->tick_ev) != 0)
@@ -484,13 +465,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the session's interface --------------------------------------------- */
 
-bool handover_enabled(const worker *w) { return w->history; }
+bool handover_enabled(const worker *w) { return w->history || w->link != NULL; }
 
 void handover_start(client *c, const char *email, int64_t last_id)
 {
     worker *w = client_worker(c);
     handover_table *t = &w->handovers;
-    if (ensure_store(w) != 0) {
+    if (w->link == NULL && ensure_store(w) != 0) {
         log_info("closing UserID=%lld with 1013: the history store is not open",
                  (long long)c->user_id);
         ws_session_close(c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
@@ -512,7 +493,12 @@ void handover_start(client *c, const char *email, int64_t last_id)
      * comes live: seq > S) or this load sees the seq (it is replayed). */
     atomic_thread_fence(memory_order_seq_cst);
     h->max_seq = atomic_load(&w->shm.hdr->accepted_seq);
-    if (last_id < 0 && snapshot_marks(w, h) != 0) {
+    h->local_seq = h->max_seq;
+    h->generation = c->generation;
+    user_map_init(&h->ids);
+    if (w->link != NULL)
+        h->state = ST_CLAIMING; /* max_seq becomes the replay's snapshot */
+    if (last_id < 0 && w->history && snapshot_marks(w, h) != 0) {
         destroy(h);
         conn_abort(&c->io, "out of memory starting a replay");
         return;
@@ -524,9 +510,12 @@ void handover_start(client *c, const char *email, int64_t last_id)
     }
     c->in_handover = true;
     list_push(&t->busy, h);
-    advance(w, h);
+    if (w->link != NULL)
+        handover_cluster_start(w, h);
+    else
+        handover_advance(w, h);
     if (t->busy != NULL)
-        arm_tick(w);
+        handover_arm_tick(w);
 }
 
 static handover *find(const worker *w, const client *c)
@@ -541,7 +530,9 @@ bool handover_take(client *c, const handover_item *it)
     handover *h = find(w, c);
     if (h == NULL)
         return false;
-    switch (handover_decide(h->state >= ST_FILTERING, h->max_seq, it)) {
+    handover_verdict v = w->link != NULL ? handover_cluster_verdict(h, it)
+                                         : handover_decide(h->state >= ST_FILTERING, h->max_seq, it);
+    switch (v) {
     case HANDOVER_SEND:
         return false;
     case HANDOVER_DROP:
@@ -580,19 +571,40 @@ void handover_forget(client *c)
         list_push(&t->busy, h);
     }
     h->state = ST_DEAD;
-    arm_tick(w);
+    handover_arm_tick(w);
 }
 
 void handover_queue_drained(worker *w)
 {
     handover_table *t = &w->handovers;
-    handover *h;
-    while ((h = t->filtering) != NULL) {
+    for (handover *h = t->filtering, *next; h != NULL; h = next) {
+        next = h->next;
+        if (w->link != NULL && !handover_cluster_filter_done(w, h))
+            continue; /* routed notifications the replay covered may still come */
         list_unlink(&t->filtering, h);
         user_map_remove(&t->by_user, h->user, h);
         h->c->in_handover = false;
         destroy(h);
     }
+}
+
+void handover_sweep(worker *w)
+{
+    if (w->handovers.filtering != NULL && queue_empty(w))
+        handover_queue_drained(w);
+}
+
+void handover_signal(worker *w, int64_t user, uint32_t generation, int kind)
+{
+    handover *h = user_map_get(&w->handovers.by_user, user);
+    if (h == NULL || h->c == NULL || h->generation != generation)
+        return;
+    if (kind == QSIGNAL_RELEASED)
+        h->await_release = false;
+    else
+        h->barrier_seen = true;
+    if (h->state < ST_FILTERING)
+        handover_advance(w, h);
 }
 
 /* ---- the worker's side --------------------------------------------------- */
@@ -602,15 +614,19 @@ int handover_init(worker *w)
     handover_table *t = &w->handovers;
     const char *dir = getenv(HANDOFF_STORE_ENV);
     user_map_init(&t->by_user);
-    w->history = dir != NULL && dir[0] != '\0' && w->cfg->history_size > 0;
-    if (!w->history)
+    bool cluster = w->cfg->redis_url != NULL;
+    /* Cluster mode: the history is in Redis (handover_cluster.c), and marks
+     * carry the sessions' releases too, so they are always on. */
+    w->history = w->cfg->history_size > 0 && (cluster || (dir != NULL && dir[0] != '\0'));
+    if (!w->history && !cluster)
         return 0;
     t->tick_ev = event_new(w->loop.base, -1, EV_PERSIST, on_tick, w);
     w->marks_ev = evtimer_new(w->loop.base, marks_on_flush, w);
     if (t->tick_ev == NULL || w->marks_ev == NULL || marks_init(&w->marks) != 0)
         return -1;
     /* A failure here is retried by the first session that needs the store. */
-    (void)ensure_store(w);
+    if (!cluster)
+        (void)ensure_store(w);
     return 0;
 }
 

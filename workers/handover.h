@@ -42,6 +42,7 @@ typedef struct {
 /* What may reach a session during its hand-over, in arrival order. */
 typedef enum {
     HANDOVER_LIVE = 1,       /* a NOTIFY datagram */
+    HANDOVER_ROUTED,         /* cluster mode: a ROUTED datagram (seq: the cluster's) */
     HANDOVER_BROADCAST,      /* a BROADCAST datagram */
     HANDOVER_REPLY,          /* the answer to a client message (pong, error) */
 } handover_kind;
@@ -111,7 +112,14 @@ bool handover_take(struct client *c, const handover_item *it);
 void handover_forget(struct client *c);
 
 /* The worker's queue was read until empty: the replayed sessions need no
- * more filtering (every datagram their replay covered has been read). */
+ * more filtering (every datagram their replay covered has been read; in
+ * cluster mode also once their barrier came, see handover_cluster.c). */
 void handover_queue_drained(struct worker *w);
+
+/* The worker's 1-second tick: filtering sessions whose wait is over end. */
+void handover_sweep(struct worker *w);
+
+/* Cluster mode: a QMSG_SIGNAL (queue_signal kind) for (user, generation). */
+void handover_signal(struct worker *w, int64_t user, uint32_t generation, int kind);
 
 #endif

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "src/common/decimal.h"
+#include "src/common/percent.h"
 
 /* Real methods are short; a longer run of token bytes is not HTTP. */
 #define HTTP_MAX_METHOD 32
@@ -367,46 +368,6 @@ bool http_token_list_has(const char *value, size_t len, const char *token)
     return false;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decode application/x-www-form-urlencoded bytes. A decoded NUL is refused:
- * callers treat the result as a C string, and a NUL would silently cut it. */
-static long url_decode(const char *in, size_t n, char *out, size_t out_size)
-{
-    size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)in[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%') {
-            if (n - i < 3) /* '%' needs two hex digits after it */
-                return -2;
-            int hi = hex_value((unsigned char)in[i + 1]);
-            int lo = hex_value((unsigned char)in[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -2;
-            ch = (unsigned char)(hi * 16 + lo);
-            if (ch == '\0')
-                return -2;
-            i += 2;
-        }
-        if (w + 1 >= out_size || w >= (size_t)LONG_MAX)
-            return -2;
-        out[w++] = (char)ch;
-    }
-    out[w] = '\0';
-    return (long)w;
-}
-
 long http_query_param(const char *query, size_t query_len, const char *name, char *out,
                       size_t out_size)
 {
@@ -428,7 +389,9 @@ long http_query_param(const char *query, size_t query_len, const char *name, cha
          * counts as present with an empty value. */
         if (key_len == name_len && memcmp(pair, name, name_len) == 0) {
             const char *val = eq ? eq + 1 : pair + pair_len;
-            long r = url_decode(val, (size_t)(pair + pair_len - val), out, out_size);
+            long r = percent_decode(val, (size_t)(pair + pair_len - val), true, out, out_size);
+            if (r < 0)
+                r = -2;
             if (r < 0)
                 out[0] = '\0';
             return r;

@@ -17,6 +17,7 @@
 #include "shm/counters.h"
 #include "src/common/auth.h"
 #include "src/common/log.h"
+#include "workers/cluster_link.h"
 #include "workers/http_answer.h"
 #include "workers/http_demo.h"
 #include "workers/http_login.h"
@@ -47,15 +48,33 @@ static bool header_equals(const http_request *req, const char *name, const char 
     return h != NULL && h->value_len == n && memcmp(h->value, value, n) == 0;
 }
 
+/* Cluster mode: the master's connections and this worker's link are up. */
+static bool cluster_ready(const worker *w)
+{
+    return cluster_link_up(w) &&
+           atomic_load_explicit(&w->shm.hdr->redis_up, memory_order_relaxed) != 0;
+}
+
 static void serve_health(client *cl)
 {
     worker *w = client_worker(cl);
-    char body[256];
+    char body[512];
     char resp[HTTP_ANSWER_MAX];
-    int n = snprintf(body, sizeof body,
+    int n;
+    if (cluster_link_enabled(w)) {
+        /* Degraded (still 200): this node cannot reach Redis (README "Cluster"). */
+        bool up = cluster_ready(w);
+        n = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"service\":\"wsnotifyd\",\"ws_connections\":%lld,"
+                     "\"workers\":%d,\"node\":\"%s\",\"redis\":\"%s\"}",
+                     up ? "healthy" : "degraded", (long long)region_total_connections(&w->shm),
+                     region_ready_workers(&w->shm), w->cfg->node_id, up ? "up" : "down");
+    } else {
+        n = snprintf(body, sizeof body,
                      "{\"status\":\"healthy\",\"service\":\"wsnotifyd\",\"ws_connections\":%lld,"
                      "\"workers\":%d}",
                      (long long)region_total_connections(&w->shm), region_ready_workers(&w->shm));
+    }
     if (n < 0 || (size_t)n >= sizeof body) {
         http_answer_error(cl, 500, "internal error", "");
         return;
@@ -77,7 +96,9 @@ static void serve_metrics(client *cl)
         return;
     }
     char *body = buf + HEAD_ROOM;
-    size_t body_len = metrics_render(&client_worker(cl)->shm, body, METRICS_MAX_TEXT);
+    const worker *w = client_worker(cl);
+    size_t body_len = metrics_render(&w->shm, w->cfg->redis_url != NULL ? w->cfg->node_id : NULL,
+                                     body, METRICS_MAX_TEXT);
     char head[HEAD_ROOM];
     size_t head_len = body_len == 0 ? 0
                                     : http_response_head(head, sizeof head, 200,
@@ -177,6 +198,12 @@ static bool connect_rate_ok(client *c, int64_t user)
 static bool claim_user(client *c, int64_t user, uint32_t *generation)
 {
     worker *w = client_worker(c);
+    if (cluster_link_enabled(w) && !cluster_ready(w)) {
+        log_info("refusing UserID=%lld with 503: Redis is out of reach (cluster mode)",
+                 (long long)user);
+        http_answer_error(c, 503, "cluster unavailable", "Retry-After: 1\r\n");
+        return false;
+    }
     dir_holder me = {
         .slot = w->h.slot,
         .epoch = w->epoch,
@@ -227,10 +254,16 @@ static void serve_upgrade(client *c, const http_request *req, uint8_t *rest, siz
     char token[AUTH_MAX_TOKEN + 1];
     long tlen = find_token(req, token, sizeof token);
     auth_claims claims;
+    auth_verifier verifier = {
+        .secrets = &w->secrets,
+        .keys = w->jwt_keys,
+        .audience = w->cfg->jwt_audience,
+        .issuer = w->cfg->jwt_issuer,
+    };
     auth_result ar = tlen == 0   ? AUTH_MISSING
                      : tlen < 0  ? AUTH_MALFORMED
-                                 : auth_verify_token(&w->secrets, token, (size_t)tlen,
-                                                     time(NULL), &claims);
+                                 : auth_verify(&verifier, token, (size_t)tlen, time(NULL),
+                                               &claims);
     if (ar != AUTH_OK) {
         counters_count_auth_failure(w->stats, (int)ar);
         http_answer_error(c, 401, auth_result_reason(ar), "");

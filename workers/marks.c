@@ -56,23 +56,46 @@ void marks_put(worker *w, int64_t user, int64_t id, uint8_t state, uint64_t at_m
     }
 }
 
+void marks_expect(worker *w)
+{
+    marks_batch *b = &w->marks;
+    if (b->buf == NULL || b->expecting)
+        return;
+    /* Seq-cst, and before the write: a replay on another worker that the
+     * client's reconnect caused must see it. */
+    uint64_t last = atomic_load_explicit(&w->stats->marks_sent, memory_order_relaxed) >> 1;
+    atomic_store(&w->stats->marks_sent, last << 1 | 1);
+    b->expecting = true;
+    if (!b->scheduled && w->marks_ev != NULL) {
+        event_active(w->marks_ev, EV_TIMEOUT, 1);
+        b->scheduled = true;
+    }
+}
+
 void marks_flush(worker *w)
 {
     marks_batch *b = &w->marks;
-    if (b->count == 0)
+    uint64_t last = atomic_load_explicit(&w->stats->marks_sent, memory_order_relaxed) >> 1;
+    if (b->count == 0) {
+        if (b->expecting) /* the write failed: no mark after all */
+            atomic_store_explicit(&w->stats->marks_sent, last << 1, memory_order_release);
+        b->expecting = false;
         return;
+    }
     queue_msg m;
     marks_message(b, &m);
     /* Numbered per slot, so a replay can wait until the master committed it. */
-    uint64_t number = atomic_load_explicit(&w->stats->marks_sent, memory_order_relaxed) + 1;
+    uint64_t number = last + 1;
     m.generation = (uint64_t)w->h.slot;
     m.seq = number;
     uint32_t n = b->count;
     b->count = 0;
+    b->expecting = false;
     if (queue_send(w->h.master_fd, &m) == 0) {
-        atomic_store_explicit(&w->stats->marks_sent, number, memory_order_release);
+        atomic_store_explicit(&w->stats->marks_sent, number << 1, memory_order_release);
         return;
     }
+    atomic_store_explicit(&w->stats->marks_sent, last << 1, memory_order_release);
     int err = errno;
     atomic_fetch_add_explicit(&w->stats->marks_lost, n, memory_order_relaxed);
     b->lost_unlogged += n;

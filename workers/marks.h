@@ -21,6 +21,7 @@ typedef struct {
     uint8_t *buf;            /* MARKS_BATCH packed marks; NULL: no history, marks ignored */
     uint32_t count;          /* marks waiting in buf */
     bool scheduled;          /* the flush event is active for this loop iteration */
+    bool expecting;          /* marks_expect published a pending mark not flushed yet */
     uint64_t lost_unlogged;  /* marks lost since the last log line */
     uint32_t logged_at;      /* loop.now of that line */
     bool logged;             /* a line was written (logged_at is set) */
@@ -40,6 +41,11 @@ void marks_message(const marks_batch *b, queue_msg *out);
 /* Record a mark of w's: flushed at the end of the current loop iteration
  * (w->marks_ev), or at once when the batch is full. A no-op without history. */
 void marks_put(struct worker *w, int64_t user, int64_t id, uint8_t state, uint64_t at_ms);
+
+/* A SENT mark will follow: say so in the shared region before the
+ * notification is written (the marks barrier must not miss a mark a client
+ * could already have seen the frame of). A no-op without history. */
+void marks_expect(struct worker *w);
 
 /* Send the batch to the master now, without blocking; on failure the marks
  * are dropped and counted in the slot's marks_lost (logged once a second). */

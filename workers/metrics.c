@@ -204,7 +204,37 @@ static void render_history(text_out *o, const region_header *hdr, const metrics_
               load(&hdr->commit_sum_ns));
 }
 
-size_t metrics_render(const shm_region *r, char *out, size_t out_size)
+/* Cluster mode (README "Cluster"): this node's name, its connections to
+ * Redis (the master's; and each worker's own link), and the traffic between
+ * the nodes. */
+static void render_cluster(text_out *o, const region_header *hdr, const char *node_id)
+{
+    family(o, "wsnotify_node_info", "gauge", "This node's --node-id (always 1).");
+    emit(o, "wsnotify_node_info{node=\"%s\"} 1\n", node_id);
+    uint32_t links_up = 1;
+    for (uint32_t i = 0; i < hdr->slots && i < REGION_MAX_SLOTS; i++)
+        if (atomic_load_explicit(&hdr->slot[i].ready, memory_order_relaxed) != 0 &&
+            atomic_load_explicit(&hdr->slot[i].redis_up, memory_order_relaxed) == 0)
+            links_up = 0;
+    uint32_t up = atomic_load_explicit(&hdr->redis_up, memory_order_relaxed) != 0 && links_up;
+    gauge(o, "wsnotify_redis_up",
+          "1 while the master's connections to Redis and every worker's link are up.", up);
+    counter(o, "wsnotify_redis_reconnects_total",
+            "Times the master's connections to Redis came back after a loss.",
+            load(&hdr->redis_reconnects));
+    family(o, "wsnotify_redis_pubsub_lag_seconds", "gauge",
+           "Trip of this node's last ping (once a second) through Redis pub/sub.");
+    emit(o, "wsnotify_redis_pubsub_lag_seconds %.6f\n",
+         (double)load(&hdr->pubsub_lag_ns) / 1e9);
+    counter(o, "wsnotify_cluster_forwarded_total",
+            "Notifications handed to the node holding their user.",
+            load(&hdr->cluster_forwarded));
+    counter(o, "wsnotify_cluster_received_total",
+            "Notifications from other nodes queued to a worker of this node.",
+            load(&hdr->cluster_received));
+}
+
+size_t metrics_render(const shm_region *r, const char *node_id, char *out, size_t out_size)
 {
     const region_header *hdr = r->hdr;
     metrics_totals t;
@@ -228,5 +258,7 @@ size_t metrics_render(const shm_region *r, char *out, size_t out_size)
             t.restarts);
     render_latency(&o, &t);
     render_history(&o, hdr, &t);
+    if (node_id != NULL)
+        render_cluster(&o, hdr, node_id);
     return o.overflow ? 0 : o.len;
 }

@@ -12,10 +12,11 @@
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4"
 
 /* Upper bound of the exposition: fixed families plus one line per worker slot. */
-#define METRICS_MAX_TEXT (16384u + 64u * REGION_MAX_SLOTS)
+#define METRICS_MAX_TEXT (24576u + 64u * REGION_MAX_SLOTS)
 
-/* Write the whole exposition into out. Returns its length, or 0 if it does not
+/* Write the whole exposition into out; node_id (cluster mode, else NULL)
+ * adds the cluster's families. Returns its length, or 0 if it does not
  * fit (never with out_size >= METRICS_MAX_TEXT). */
-size_t metrics_render(const shm_region *r, char *out, size_t out_size);
+size_t metrics_render(const shm_region *r, const char *node_id, char *out, size_t out_size);
 
 #endif

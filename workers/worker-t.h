@@ -20,6 +20,7 @@
 #include "workers/user_map.h"
 
 struct event;
+struct jwt_keys;
 struct ssl_ctx_st;
 struct store;
 
@@ -29,7 +30,8 @@ typedef struct worker {
     uint32_t epoch;                    /* this slot's directory epoch at start */
     shm_region shm;
     region_slot *stats;                /* &shm.hdr->slot[slot] */
-    secret_set secrets;
+    secret_set secrets;                /* HS256; may be empty when jwt_keys verify */
+    struct jwt_keys *jwt_keys;         /* --jwt-public-key-file; NULL: none; swapped on SIGHUP */
     struct ssl_ctx_st *tls_ctx;        /* for new connections; NULL: plain; swapped on SIGHUP */
     conn_loop loop;                    /* event base, scratch buffer, clock, closing/dead lists */
     struct event *accept_ev;
@@ -55,6 +57,7 @@ typedef struct worker {
     handover_table handovers;          /* sessions replaying their history */
     marks_batch marks;                 /* SENT/ACKED marks for the master */
     struct event *marks_ev;            /* flushes them once per loop iteration */
+    struct cluster_link *link;         /* cluster mode: its own Redis connection; NULL: single node */
     /* The login endpoint (--users-file; http_login.h). */
     users_file users_db;               /* swapped on SIGHUP */
     char login_dummy_hash[PASSWORD_HASH_MAX]; /* checked for unknown emails */

@@ -20,6 +20,8 @@
 #include "shm/queue.h"
 #include "src/common/log.h"
 #include "workers/client.h"
+#include "workers/cluster_link.h"
+#include "workers/marks.h"
 #include "workers/conn.h"
 #include "workers/handover.h"
 #include "workers/http_login.h"
@@ -119,9 +121,16 @@ static void worker_on_queue(evutil_socket_t fd, short what, void *arg)
         switch (m.type) {
         case QMSG_EVICT:
             ws_session_evict(w, m.user, m.generation);
+            /* From another node: answer once the session's marks are out. */
+            if (m.seq != 0)
+                marks_put(w, m.user, m.id, QUEUE_MARK_EVICTED, m.seq);
             break;
         case QMSG_NOTIFY:
+        case QMSG_ROUTED:
             ws_session_deliver(w, &m);
+            break;
+        case QMSG_SIGNAL:
+            handover_signal(w, m.user, (uint32_t)m.generation, (int)m.seq);
             break;
         case QMSG_BROADCAST:
             ws_session_broadcast(w, &m);
@@ -168,6 +177,7 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
     }
     conn_sweep_closing(&w->loop);
     reconcile(w);
+    handover_sweep(w);
     uint32_t silent = 2 * w->cfg->heartbeat;
     while ((c = w->open.head) != NULL && elapsed_ms(w, c->since) >= silent * 1000u) {
         log_info("closing UserID=%lld: silent for %u s", (long long)client_of(c)->user_id, silent);
@@ -270,6 +280,7 @@ static void worker_teardown(worker *w)
             conn_abort(c, "exit");
     }
     conn_reap(&w->loop);
+    cluster_link_stop(w); /* its pending answers reach their hand-overs, still there */
     handover_free(w); /* after the sessions (they leave their hand-overs), before the base */
     login_pool_stop(&w->logins); /* after the clients: their jobs are orphans by now */
     struct event *evs[] = {w->accept_ev, w->resume_accept_ev, w->queue_ev, w->tick_ev,
@@ -317,7 +328,7 @@ int worker_main(const wsn_config *cfg, const char *handoff_spec)
     w.loop.scratch = malloc(w.loop.scratch_size);
     w.qbuf = malloc(QUEUE_MAX_DATAGRAM);
     if (w.loop.scratch == NULL || w.qbuf == NULL || worker_setup_events(&w) != 0 ||
-        handover_init(&w) != 0 ||
+        handover_init(&w) != 0 || cluster_link_start(&w) != 0 ||
         (cfg->users_file != NULL &&
          login_pool_start(&w.logins, w.loop.base, http_login_done, &w) != 0)) {
         log_error("cannot set up the event loop");

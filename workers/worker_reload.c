@@ -1,5 +1,5 @@
-/* worker_reload.c — loading and reloading a worker's secrets, TLS context, log
- * level and login accounts (see worker_reload.h).
+/* worker_reload.c — loading and reloading a worker's secrets, JWT public
+ * keys, TLS context, log level and login accounts (see worker_reload.h).
  *
  * The worker is single-threaded, so each swap is atomic with respect to
  * clients: a handshake is verified entirely against the old set or entirely
@@ -10,6 +10,7 @@
 
 #include <openssl/ssl.h>
 
+#include "src/common/jwt_keys.h"
 #include "src/common/log.h"
 #include "src/common/log_level_file.h"
 #include "src/common/password.h"
@@ -18,16 +19,37 @@
 
 #define RELOAD_ERR_MAX 512
 
+/* No secret at all is fine when public keys verify: the master refused to
+ * start with neither. */
 static int reload_secrets(worker *w)
 {
     char err[RELOAD_ERR_MAX];
     secret_set fresh;
-    if (secrets_load(&fresh, w->cfg->jwt_secret_file, err, sizeof err) != 0) {
+    if (secrets_load_if_any(&fresh, w->cfg->jwt_secret_file, err, sizeof err) < 0) {
         log_error("reload: %s; keeping the %zu secrets loaded before", err, w->secrets.count);
         return -1;
     }
     secrets_free(&w->secrets);
     w->secrets = fresh;
+    return 0;
+}
+
+/* --jwt-public-key-file: swapped in only when the whole file loaded. */
+static int reload_jwt_keys(worker *w)
+{
+    if (w->cfg->jwt_public_key_file == NULL)
+        return 0;
+    char err[RELOAD_ERR_MAX];
+    jwt_keys *fresh = NULL;
+    if (jwt_keys_load(&fresh, w->cfg->jwt_public_key_file, err, sizeof err) != 0) {
+        log_error("reload: %s; keeping the %zu public keys loaded before", err,
+                  jwt_keys_count(w->jwt_keys, JWT_KEY_RSA) +
+                      jwt_keys_count(w->jwt_keys, JWT_KEY_P256) +
+                      jwt_keys_count(w->jwt_keys, JWT_KEY_ED25519));
+        return -1;
+    }
+    jwt_keys_free(w->jwt_keys);
+    w->jwt_keys = fresh;
     return 0;
 }
 
@@ -93,9 +115,15 @@ static void log_reloaded(worker *w, bool complete)
     char accounts[64] = "";
     if (w->cfg->users_file != NULL)
         snprintf(accounts, sizeof accounts, ", %zu login accounts", w->users_db.count);
+    char keys[128] = "";
+    if (w->cfg->jwt_public_key_file != NULL) {
+        char about_keys[112];
+        jwt_keys_describe(w->jwt_keys, about_keys, sizeof about_keys);
+        snprintf(keys, sizeof keys, ", public %s", about_keys);
+    }
     log_msg(complete ? LOG_INFO : LOG_WARN,
-            "%s: %zu secrets%s, log level %s, TLS certificate %s%s%s%s",
-            complete ? "reloaded" : "reload incomplete, now", w->secrets.count, accounts,
+            "%s: %zu secrets%s%s, log level %s, TLS certificate %s%s%s%s",
+            complete ? "reloaded" : "reload incomplete, now", w->secrets.count, keys, accounts,
             log_level_name(log_get_level()), w->cfg->tls_cert ? w->cfg->tls_cert : "none (TLS off)",
             about[0] ? " (" : "", about, about[0] ? ")" : "");
 }
@@ -108,10 +136,12 @@ int worker_load_reloadables(worker *w)
     /* At start a bad level file is not fatal: the master checked it moments ago. */
     reload_log_level_file(w);
     char err[RELOAD_ERR_MAX];
-    if (secrets_load(&w->secrets, w->cfg->jwt_secret_file, err, sizeof err) != 0) {
+    if (secrets_load_if_any(&w->secrets, w->cfg->jwt_secret_file, err, sizeof err) < 0) {
         log_error("%s", err);
         return -1;
     }
+    if (reload_jwt_keys(w) != 0)
+        return -1;
     if (w->cfg->tls_cert != NULL && reload_tls(w) != 0)
         return -1;
     if (reload_users(w) != 0)
@@ -126,6 +156,7 @@ void worker_reload(worker *w)
     /* The level first, so this reload's own lines follow the new level. */
     bool ok = reload_log_level_file(w) == 0;
     ok = reload_secrets(w) == 0 && ok;
+    ok = reload_jwt_keys(w) == 0 && ok;
     ok = reload_tls(w) == 0 && ok;
     ok = reload_users(w) == 0 && ok;
     log_reloaded(w, ok);
@@ -137,6 +168,8 @@ void worker_reload(worker *w)
 void worker_free_reloadables(worker *w)
 {
     secrets_free(&w->secrets);
+    jwt_keys_free(w->jwt_keys);
+    w->jwt_keys = NULL;
     SSL_CTX_free(w->tls_ctx);
     w->tls_ctx = NULL;
     users_file_free(&w->users_db);

@@ -1,6 +1,6 @@
-/* worker_reload.h — a worker's reloadable state: the JWT secrets, the TLS
- * context for new connections and the log level, loaded at start and swapped
- * on SIGHUP only when the new version loaded completely. */
+/* worker_reload.h — a worker's reloadable state: the JWT secrets and public
+ * keys, the TLS context for new connections and the log level, loaded at
+ * start and swapped on SIGHUP only when the new version loaded completely. */
 #ifndef WSN_WORKER_RELOAD_H
 #define WSN_WORKER_RELOAD_H
 

@@ -13,6 +13,7 @@
 #include "shm/counters.h"
 #include "shm/queue.h"
 #include "shm/store.h"
+#include "src/common/clock.h"
 #include "src/common/log.h"
 #include "workers/handover.h"
 #include "workers/marks.h"
@@ -68,6 +69,8 @@ int ws_session_write_notification(client *c, const void *json, size_t len, int64
                                   uint64_t seq, uint64_t accepted_ns)
 {
     worker *w = client_worker(c);
+    if (seq != 0)
+        marks_expect(w);
     if (ws_session_send(c, WS_OP_TEXT, json, len) != 0)
         return -1;
     if (c->ack_credit < UINT32_MAX)
@@ -130,6 +133,10 @@ static void on_ws_close(conn *io, const char *why)
     handover_forget(c);
     user_map_remove(&w->users, c->user_id, c);
     directory_release(w->shm.dir, c->user_id, c->generation);
+    /* Cluster mode: after its SENT marks, so a new connection elsewhere that
+     * sees it released sees them too. */
+    if (w->link != NULL)
+        marks_put(w, c->user_id, c->generation, QUEUE_MARK_RELEASE, 0);
     atomic_fetch_sub_explicit(&w->stats->connections, 1, memory_order_relaxed);
     log_info("Client disconnected: UserID=%lld, Total=%lld", (long long)c->user_id,
              (long long)region_total_connections(&w->shm));
@@ -214,13 +221,6 @@ static bool message_rate_ok(client *c)
     return false;
 }
 
-static uint64_t realtime_ms(void)
-{
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return 0;
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* {"type":"ack","data":{"id":N}}: no reply. Acks are outside the message
  * rate (a client acks every notification, and a replay can bring hundreds at
@@ -238,7 +238,7 @@ static int on_ack(client *c, int64_t id)
     c->ack_credit--;
     atomic_fetch_add_explicit(&w->stats->acks, 1, memory_order_relaxed);
     if (id > 0 && id <= STORE_MAX_ID)
-        marks_put(w, c->user_id, id, STORE_ACKED, realtime_ms());
+        marks_put(w, c->user_id, id, STORE_ACKED, clock_realtime_ms());
     return 0;
 }
 
@@ -375,7 +375,8 @@ void ws_session_deliver(worker *w, const queue_msg *m)
         return;
     }
     if (c->in_handover) {
-        handover_item it = {.kind = HANDOVER_LIVE, .seq = m->seq, .id = m->id,
+        handover_item it = {.kind = m->type == QMSG_ROUTED ? HANDOVER_ROUTED : HANDOVER_LIVE,
+                            .seq = m->seq, .id = m->id,
                             .accepted_ns = m->accepted_ns, .data = m->payload,
                             .len = m->payload_len};
         if (handover_take(c, &it))

@@ -189,6 +189,21 @@ void bench_buf_hist_json(bench_buf *b, const bench_hist *h)
                      h->count ? (double)h->max / 1e3 : 0.0);
 }
 
+void bench_buf_hist_buckets_json(bench_buf *b, const bench_hist *h)
+{
+    bench_buf_add(b, "[", 1);
+    bool first = true;
+    for (unsigned i = 0; i < BENCH_HIST_BUCKETS && h->count > 0; i++) {
+        if (h->b[i] == 0)
+            continue;
+        double low, width;
+        hist_bucket(i, &low, &width);
+        bench_buf_printf(b, "%s[%.0f,%.0f,%" PRIu64 "]", first ? "" : ",", low, width, h->b[i]);
+        first = false;
+    }
+    bench_buf_add(b, "]", 1);
+}
+
 void bench_buf_json_str(bench_buf *b, const char *s)
 {
     bench_buf_add(b, "\"", 1);

@@ -52,6 +52,10 @@ void bench_buf_add(bench_buf *b, const void *data, size_t len);
 void bench_buf_printf(bench_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* {"count":..,"mean":..,"p50":..,"p90":..,"p99":..,"p999":..,"max":..} in µs. */
 void bench_buf_hist_json(bench_buf *b, const bench_hist *h);
+/* The non-empty buckets of h, [[low_ns,width_ns,count],...], so that a driver
+ * can merge the histograms of several processes and take exact-bucket
+ * percentiles (midpoint rule, as bench_hist_quantile_ns). */
+void bench_buf_hist_buckets_json(bench_buf *b, const bench_hist *h);
 /* A JSON string literal (quotes included) of s. */
 void bench_buf_json_str(bench_buf *b, const char *s);
 

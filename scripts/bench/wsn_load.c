@@ -144,6 +144,9 @@ static struct {
     bench_counters close_codes;
     bench_hist lat;
     bench_hist hs_lat;
+    /* phase: since the last SIGUSR2 (or the start) */
+    uint64_t stats_seq, resets, phase_notifications;
+    int64_t phase_first_ns, phase_last_ns; /* CLOCK_MONOTONIC of the first/last notification */
 } g;
 
 static void pump(void);
@@ -597,6 +600,10 @@ static void on_notification(conn *c, const uint8_t *data, size_t len)
 {
     int64_t now = bench_mono_ns();
     g.notifications++;
+    g.phase_notifications++;
+    if (g.phase_first_ns == 0)
+        g.phase_first_ns = now;
+    g.phase_last_ns = now;
     int64_t id = -1;
     int64_t t = 0;
     bool have_t;
@@ -935,7 +942,16 @@ static void stats_json(bench_buf *b)
         bench_buf_add(b, "\"duplicates\":null,", 18);
     bench_buf_add(b, "\"latency_us\":", 13);
     bench_buf_hist_json(b, &g.lat);
-    bench_buf_printf(b, ",\"rss_kb\":%ld}\n", bench_rss_kb());
+    /* The phase (since the last SIGUSR2): the latency histogram above covers it too. */
+    bench_buf_printf(b,
+                     ",\"phase\":{\"stats_seq\":%" PRIu64 ",\"resets\":%" PRIu64
+                     ",\"now_mono_ns\":%" PRId64 ",\"notifications\":%" PRIu64
+                     ",\"first_mono_ns\":%" PRId64 ",\"last_mono_ns\":%" PRId64
+                     ",\"latency_hist_ns\":",
+                     ++g.stats_seq, g.resets, now, g.phase_notifications, g.phase_first_ns,
+                     g.phase_last_ns);
+    bench_buf_hist_buckets_json(b, &g.lat);
+    bench_buf_printf(b, "},\"rss_kb\":%ld}\n", bench_rss_kb());
 }
 
 static void write_stats(void)
@@ -1053,6 +1069,21 @@ static void on_usr1(evutil_socket_t sig, short what, void *arg)
     write_stats();
 }
 
+/* SIGUSR2: start a new phase (latency histogram, first/last notification
+ * times and the phase count from zero), then write the stats, whose
+ * phase.resets tells the driver the reset is done. */
+static void on_usr2(evutil_socket_t sig, short what, void *arg)
+{
+    (void)sig;
+    (void)what;
+    (void)arg;
+    bench_hist_init(&g.lat);
+    g.phase_notifications = 0;
+    g.phase_first_ns = g.phase_last_ns = 0;
+    g.resets++;
+    write_stats();
+}
+
 static void on_duration(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1085,7 +1116,9 @@ static void usage(FILE *f)
             "                         frame is a notification (id from n=, time from t=)\n"
             "  --ready-file PATH      written (tmp + rename) once all N are connected\n"
             "                         (or given up): \"<open> <connects/s>\"\n"
-            "  --stats-file PATH      JSON stats on SIGUSR1 and at exit (default: stdout)\n"
+            "  --stats-file PATH      JSON stats on SIGUSR1 and at exit (default: stdout);\n"
+            "                         SIGUSR2 starts a new phase (latency histogram and the\n"
+            "                         \"phase\" counters from zero), then writes them\n"
             "  --record PATH          one line per notification: user id recv_mono_ns\n"
             "  --check-dups           count ids seen twice on one connection (implied by --record)\n"
             "  --churn R              close R random connections per second and reconnect them\n"
@@ -1331,11 +1364,13 @@ int main(int argc, char **argv)
     struct event *sigterm = evsignal_new(g.base, SIGTERM, on_stop_signal, NULL);
     struct event *sigint = evsignal_new(g.base, SIGINT, on_stop_signal, NULL);
     struct event *sigusr1 = evsignal_new(g.base, SIGUSR1, on_usr1, NULL);
+    struct event *sigusr2 = evsignal_new(g.base, SIGUSR2, on_usr2, NULL);
     struct event *sweep = event_new(g.base, -1, EV_PERSIST, on_sweep, NULL);
     struct event *dur = evtimer_new(g.base, on_duration, NULL);
     evsignal_add(sigterm, NULL);
     evsignal_add(sigint, NULL);
     evsignal_add(sigusr1, NULL);
+    evsignal_add(sigusr2, NULL);
     struct timeval tv = {0, SWEEP_MS * 1000};
     event_add(sweep, &tv);
     if (g.duration > 0) {
@@ -1356,6 +1391,7 @@ int main(int argc, char **argv)
     event_free(sigterm);
     event_free(sigint);
     event_free(sigusr1);
+    event_free(sigusr2);
     event_free(sweep);
     event_free(dur);
     event_base_free(g.base);

@@ -103,6 +103,7 @@ static struct {
     int64_t caller_id_base;
     uint64_t seed;
     bool quiet;
+    bool broadcast;
 
     /* nchan target */
     char nchan_host[256];
@@ -142,6 +143,7 @@ static struct {
     uint64_t start_errors;
     uint64_t answered, delivered, not_delivered, duplicate, acked, failed_notifs;
     uint64_t result_mismatch;
+    uint64_t recipients; /* --broadcast: sum of BroadcastResponse.recipients */
     bench_counters status;
     bench_hist call_lat;
     bench_hist send_lag;
@@ -315,7 +317,14 @@ static void grpc_launch(slot *s, int n, int64_t t_sched)
             r->id = g.caller_id_base + s->seqs[i];
         s->req_ptrs[i] = r;
     }
-    if (g.batch > 1) {
+    if (g.broadcast) {
+        Notification__BroadcastRequest br = NOTIFICATION__BROADCAST_REQUEST__INIT;
+        br.type = (char *)g.type;
+        br.title = (char *)g.title;
+        br.message = s->msgs[0];
+        br.link = (char *)g.link;
+        s->req_bb = pack_message(&br.base);
+    } else if (g.batch > 1) {
         Notification__SendNotificationsRequest br = NOTIFICATION__SEND_NOTIFICATIONS_REQUEST__INIT;
         br.n_notifications = (size_t)n;
         br.notifications = s->req_ptrs;
@@ -392,7 +401,23 @@ static void grpc_complete(slot *s, bool success)
         name = "UNKNOWN_CODE";
     account_call(s, now, name);
     if (success && s->status == GRPC_STATUS_OK) {
-        if (g.batch > 1) {
+        if (g.broadcast) {
+            Notification__BroadcastResponse *r = (Notification__BroadcastResponse *)unpack_message(
+                &notification__broadcast_response__descriptor, s->resp_bb);
+            if (r == NULL) {
+                g.failed_notifs++;
+                bench_counters_add(&g.status, "BAD_RESPONSE", 1);
+            } else {
+                g.answered++;
+                if (r->recipients > 0)
+                    g.delivered++;
+                else
+                    g.not_delivered++;
+                g.recipients += (uint64_t)r->recipients;
+                record_line(0, r->notification_id, r->recipients > 0);
+                protobuf_c_message_free_unpacked(&r->base, NULL);
+            }
+        } else if (g.batch > 1) {
             Notification__SendNotificationsResponse *r = (Notification__SendNotificationsResponse *)
                 unpack_message(&notification__send_notifications_response__descriptor, s->resp_bb);
             if (r == NULL) {
@@ -479,8 +504,9 @@ static int run_grpc(void)
     grpc_init();
     g.cq = grpc_completion_queue_create_for_next(NULL);
     g.method = grpc_slice_from_static_string(
-        g.batch > 1 ? "/notification.NotificationService/SendNotifications"
-                    : "/notification.NotificationService/SendNotification");
+        g.broadcast   ? "/notification.NotificationService/Broadcast"
+        : g.batch > 1 ? "/notification.NotificationService/SendNotifications"
+                      : "/notification.NotificationService/SendNotification");
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     for (int i = 0; i < g.channels; i++) {
         /* A local subchannel pool and a distinct arg per channel: one TCP connection each. */
@@ -788,7 +814,10 @@ static void stats_json(bench_buf *b)
     int64_t end = g.t_last_done > g.t0 ? g.t_last_done : bench_mono_ns();
     double elapsed = (double)(end - g.t0) / 1e9;
     double send_s = (double)((g.t_stop_sending ? g.t_stop_sending : end) - g.t0) / 1e9;
-    const char *mode = g.nchan_url ? "nchan" : g.batch > 1 ? "grpc_batch" : "grpc_unary";
+    const char *mode = g.nchan_url     ? "nchan"
+                       : g.broadcast ? "grpc_broadcast"
+                       : g.batch > 1 ? "grpc_batch"
+                                     : "grpc_unary";
     bench_buf_printf(b, "{\"program\":\"wsn_publish\",\"pid\":%ld,\"mode\":\"%s\",\"target\":",
                      (long)getpid(), mode);
     bench_buf_json_str(b, g.nchan_url ? g.nchan_url : g.server);
@@ -818,7 +847,12 @@ static void stats_json(bench_buf *b)
     bench_buf_hist_json(b, &g.call_lat);
     bench_buf_add(b, ",\"send_lag_us\":", 15);
     bench_buf_hist_json(b, &g.send_lag);
-    bench_buf_printf(b, ",\"rss_kb\":%ld}\n", bench_rss_kb());
+    /* CLOCK_MONOTONIC of the first send and of the last answer, for a driver
+     * that compares them with wsn_load's receive times. */
+    bench_buf_printf(b,
+                     ",\"t0_mono_ns\":%" PRId64 ",\"t_last_done_mono_ns\":%" PRId64
+                     ",\"broadcast_recipients\":%" PRIu64 ",\"rss_kb\":%ld}\n",
+                     g.t0, g.t_last_done, g.recipients, bench_rss_kb());
 }
 
 /* ---------------------------------------------------------------- options */
@@ -836,6 +870,9 @@ static void usage(FILE *f)
             "  --duration S           send for S seconds (10 unless --count)\n"
             "  --count N              send N notifications, then stop\n"
             "  --batch B              B > 1: SendNotifications with B requests per call (1)\n"
+            "  --broadcast            Broadcast calls instead (every open connection gets\n"
+            "                         the message; --count 1 unless --count or --duration);\n"
+            "                         the stats sum the answers' recipients\n"
             "  --channels C           gRPC channels (1) / HTTP connections with --nchan-url (4)\n"
             "  --deadline-ms MS       per-call deadline (5000)\n"
             "  --title T, --type T, --link L   notification fields (Benchmark, bench, \"\")\n"
@@ -883,6 +920,7 @@ enum {
     OPT_WAIT_TIMEOUT,
     OPT_SEED,
     OPT_QUIET,
+    OPT_BROADCAST,
 };
 
 static void parse_args(int argc, char **argv)
@@ -912,6 +950,7 @@ static void parse_args(int argc, char **argv)
         {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
         {"seed", required_argument, NULL, OPT_SEED},
         {"quiet", no_argument, NULL, OPT_QUIET},
+        {"broadcast", no_argument, NULL, OPT_BROADCAST},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1026,6 +1065,9 @@ static void parse_args(int argc, char **argv)
         case OPT_QUIET:
             g.quiet = true;
             break;
+        case OPT_BROADCAST:
+            g.broadcast = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1036,6 +1078,13 @@ static void parse_args(int argc, char **argv)
     }
     if (optind < argc)
         bench_die_usage(PROG, "unexpected argument '%s'", argv[optind]);
+    if (g.broadcast && g.batch > 1)
+        bench_die_usage(PROG, "--broadcast and --batch do not go together");
+    if (g.broadcast && g.nchan_url != NULL)
+        bench_die_usage(PROG, "--broadcast is gRPC only (nchan: publish to a channel that every "
+                              "subscriber has)");
+    if (g.broadcast && !have_duration && g.count == 0)
+        g.count = 1;
     if (!have_duration && g.count == 0)
         g.duration = 10;
     if (g.channels == 0)

@@ -1,14 +1,24 @@
-/* auth.c — HS256 JWT verification for connecting clients, and token minting.
+/* auth.c — JWT verification for connecting clients, and token minting.
  *
  * Verification does NOT go through libjwt; we check the token ourselves:
  *   1. shape: <= AUTH_MAX_TOKEN bytes, three base64url parts, header and
  *      payload non-empty (an empty signature is the "alg":"none" form and is
  *      refused by step 2 or 3, so that it is reported as what it is);
- *   2. the header's "alg" must be exactly "HS256" (pinned before any
- *      signature work, so "none", HS384, RS256 ... are refused outright);
- *   3. HMAC-SHA256 (OpenSSL) over "header.payload" with each secret,
+ *   2. the header's "alg" must be exactly HS256, RS256, ES256 or EdDSA AND a
+ *      key of that kind must be configured (a secret for HS256, an RSA, P-256
+ *      or Ed25519 public key for the others); else bad_algorithm before any
+ *      signature work. The token only says which kind of key to try: the
+ *      verification is the key's own (an HMAC is only ever keyed with a
+ *      secret, never with a public key's bytes, so the RS256→HS256 "alg
+ *      confusion" forgery has nothing to work with). Header fields naming
+ *      keys (kid, jku, jwk, x5u, x5c) are ignored: keys come from the
+ *      operator only. A "crit" header is refused: we implement no extension;
+ *   3. HS256: HMAC-SHA256 (OpenSSL) over "header.payload" with each secret,
  *      compared in constant time (CRYPTO_memcmp) with the signature part;
- *   4. only then is the payload parsed (json-c) for exp, user_id/sub, email.
+ *      the others: the signature decoded (strict base64url) and checked by
+ *      jwt_keys_verify against each key of the kind (OpenSSL EVP);
+ *   4. only then is the payload parsed (json-c): exp, nbf, iss, aud,
+ *      user_id/sub, email.
  * Why not jwt_decode() from libjwt 1.10.2 (checked against the installed
  * library):
  *   - with a NULL key or a key length of 0 it silently downgrades an HS256
@@ -17,9 +27,10 @@
  *   - a token with alg "none" and no key is accepted whatever its signature;
  *   - it compares the signature with strcmp(), which leaks timing;
  *   - it rejects headers whose "typ" is not "JWT", which would surface as a
- *     misleading "bad_signature".
- * libjwt is still used to mint tokens (auth_token_create), where none of
- * that matters. */
+ *     misleading "bad_signature";
+ *   - it has no EdDSA.
+ * libjwt is still used to mint the login endpoint's tokens
+ * (auth_token_create), where none of that matters. */
 #include "src/common/auth.h"
 
 #include <json-c/json.h>
@@ -35,6 +46,7 @@
 #include <jwt.h>
 
 #include "src/common/decimal.h"
+#include "src/common/jwt_keys.h"
 
 #define HS256_LEN 32
 #define HS256_B64_LEN 43 /* unpadded base64url of 32 bytes */
@@ -180,18 +192,61 @@ static json_object *decode_json_part(const char *part, size_t part_len)
     return parse_json_object(buf, n);
 }
 
-static auth_result check_header(const token_parts *parts)
+typedef enum {
+    ALG_HS256 = 0,
+    ALG_RS256,
+    ALG_ES256,
+    ALG_EDDSA,
+} token_alg;
+
+/* The names are case-sensitive (RFC 7515 §4.1.1). */
+static const struct {
+    const char *name;
+    token_alg alg;
+} known_algs[] = {
+    {"HS256", ALG_HS256},
+    {"RS256", ALG_RS256},
+    {"ES256", ALG_ES256},
+    {"EdDSA", ALG_EDDSA},
+};
+
+static jwt_key_kind key_kind_of(token_alg alg)
+{
+    return alg == ALG_RS256 ? JWT_KEY_RSA : alg == ALG_ES256 ? JWT_KEY_P256 : JWT_KEY_ED25519;
+}
+
+/* The header's alg, which must be one we know of. */
+static auth_result check_header(const token_parts *parts, token_alg *alg)
 {
     json_object *header = decode_json_part(parts->header, parts->header_len);
     if (header == NULL)
         return AUTH_MALFORMED;
-    json_object *alg = NULL;
-    bool hs256 = json_object_object_get_ex(header, "alg", &alg) &&
-                 json_object_is_type(alg, json_type_string) &&
-                 json_object_get_string_len(alg) == 5 &&
-                 memcmp(json_object_get_string(alg), "HS256", 5) == 0;
+    auth_result r = AUTH_BAD_ALG;
+    json_object *v = NULL;
+    if (json_object_object_get_ex(header, "crit", NULL)) {
+        /* RFC 7515 §4.1.11: extensions we do not implement must not be ignored. */
+        r = AUTH_MALFORMED;
+    } else if (json_object_object_get_ex(header, "alg", &v) &&
+               json_object_is_type(v, json_type_string)) {
+        const char *name = json_object_get_string(v);
+        size_t n = (size_t)json_object_get_string_len(v);
+        for (size_t i = 0; i < sizeof known_algs / sizeof known_algs[0]; i++) {
+            if (n == strlen(known_algs[i].name) && memcmp(name, known_algs[i].name, n) == 0) {
+                *alg = known_algs[i].alg;
+                r = AUTH_OK;
+            }
+        }
+    }
     json_object_put(header);
-    return hs256 ? AUTH_OK : AUTH_BAD_ALG;
+    return r;
+}
+
+/* A token may only use an algorithm for which a key is configured. */
+static bool alg_configured(const auth_verifier *v, token_alg alg)
+{
+    if (alg == ALG_HS256)
+        return v->secrets != NULL && v->secrets->count > 0;
+    return jwt_keys_count(v->keys, key_kind_of(alg)) > 0;
 }
 
 static bool signature_matches(const unsigned char *key, size_t key_len, const char *token,
@@ -219,16 +274,31 @@ static bool signature_matches(const unsigned char *key, size_t key_len, const ch
     return same;
 }
 
-static auth_result check_signature(const secret_set *s, const char *token,
-                                   const token_parts *parts)
+static auth_result check_hmac(const secret_set *s, const char *token, const token_parts *parts)
 {
-    if (s == NULL)
-        return AUTH_BAD_SIGNATURE;
     for (size_t i = 0; i < s->count && i < SECRETS_MAX; i++) {
         if (signature_matches(s->item[i].data, s->item[i].len, token, parts))
             return AUTH_OK;
     }
     return AUTH_BAD_SIGNATURE;
+}
+
+static auth_result check_signature(const auth_verifier *v, token_alg alg, const char *token,
+                                   const token_parts *parts)
+{
+    if (alg == ALG_HS256)
+        return check_hmac(v->secrets, token, parts);
+    /* split_token checked the alphabet; decoding also refuses non-zero
+     * trailing bits, so each signature has exactly one accepted encoding. */
+    unsigned char sig[AUTH_MAX_TOKEN / 4 * 3 + 3];
+    size_t sig_len = 0;
+    if (parts->signature_len == 0 || parts->signature_len / 4 * 3 + 3 > sizeof sig ||
+        !b64url_decode(parts->signature, parts->signature_len, sig, &sig_len))
+        return AUTH_BAD_SIGNATURE;
+    return jwt_keys_verify(v->keys, key_kind_of(alg), (const unsigned char *)token,
+                           parts->signing_input_len, sig, sig_len)
+               ? AUTH_OK
+               : AUTH_BAD_SIGNATURE;
 }
 
 /* json-c parks integers above INT64_MAX in a uint64 and clamps the int64
@@ -334,12 +404,73 @@ static auth_result claim_email(json_object *claims, char *email, size_t email_si
     return AUTH_OK;
 }
 
-static auth_result check_claims(const token_parts *parts, time_t now, auth_claims *out)
+/* nbf (RFC 7519 §4.1.5): absent is fine; present, it must be a number not
+ * after now (no leeway, as for exp: keep the clocks in sync). */
+static auth_result claim_nbf(json_object *claims, time_t now)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(claims, "nbf", &v))
+        return AUTH_OK;
+    if (v != NULL && json_object_is_type(v, json_type_int))
+        return json_object_get_int64(v) <= (int64_t)now ? AUTH_OK : AUTH_NOT_YET_VALID;
+    if (v != NULL && json_object_is_type(v, json_type_double)) {
+        double d = json_object_get_double(v);
+        return isfinite(d) && d <= (double)now ? AUTH_OK : AUTH_NOT_YET_VALID;
+    }
+    /* A validity bound we cannot read must not be taken as no bound. */
+    return AUTH_NOT_YET_VALID;
+}
+
+static bool json_string_is(json_object *v, const char *want)
+{
+    size_t n = strlen(want);
+    return v != NULL && json_object_is_type(v, json_type_string) &&
+           (size_t)json_object_get_string_len(v) == n &&
+           memcmp(json_object_get_string(v), want, n) == 0;
+}
+
+static auth_result claim_iss(json_object *claims, const char *issuer)
+{
+    if (issuer == NULL)
+        return AUTH_OK;
+    json_object *v = NULL;
+    return json_object_object_get_ex(claims, "iss", &v) && json_string_is(v, issuer)
+               ? AUTH_OK
+               : AUTH_BAD_ISSUER;
+}
+
+/* aud (RFC 7519 §4.1.3): a string, or an array of strings one of which is ours. */
+static auth_result claim_aud(json_object *claims, const char *audience)
+{
+    if (audience == NULL)
+        return AUTH_OK;
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(claims, "aud", &v) || v == NULL)
+        return AUTH_BAD_AUDIENCE;
+    if (json_string_is(v, audience))
+        return AUTH_OK;
+    if (json_object_is_type(v, json_type_array)) {
+        size_t n = json_object_array_length(v);
+        for (size_t i = 0; i < n; i++)
+            if (json_string_is(json_object_array_get_idx(v, i), audience))
+                return AUTH_OK;
+    }
+    return AUTH_BAD_AUDIENCE;
+}
+
+static auth_result check_claims(const auth_verifier *v, const token_parts *parts, time_t now,
+                                auth_claims *out)
 {
     json_object *claims = decode_json_part(parts->payload, parts->payload_len);
     if (claims == NULL)
         return AUTH_MALFORMED;
     auth_result r = claim_exp(claims, now, &out->exp);
+    if (r == AUTH_OK)
+        r = claim_nbf(claims, now);
+    if (r == AUTH_OK)
+        r = claim_iss(claims, v->issuer);
+    if (r == AUTH_OK)
+        r = claim_aud(claims, v->audience);
     if (r == AUTH_OK)
         r = claim_user(claims, &out->user_id);
     if (r == AUTH_OK)
@@ -348,8 +479,8 @@ static auth_result check_claims(const token_parts *parts, time_t now, auth_claim
     return r;
 }
 
-auth_result auth_verify_token(const secret_set *s, const char *token, size_t len, time_t now,
-                              auth_claims *out)
+auth_result auth_verify(const auth_verifier *v, const char *token, size_t len, time_t now,
+                        auth_claims *out)
 {
     auth_claims scratch = { 0 };
     auth_claims *claims = out ? out : &scratch;
@@ -359,14 +490,27 @@ auth_result auth_verify_token(const secret_set *s, const char *token, size_t len
     token_parts parts;
     if (len > AUTH_MAX_TOKEN || !split_token(token, len, &parts))
         return AUTH_MALFORMED;
-    auth_result r = check_header(&parts);
+    static const auth_verifier nothing = { 0 };
+    if (v == NULL)
+        v = &nothing;
+    token_alg alg = ALG_HS256;
+    auth_result r = check_header(&parts, &alg);
+    if (r == AUTH_OK && !alg_configured(v, alg))
+        r = AUTH_BAD_ALG;
     if (r == AUTH_OK)
-        r = check_signature(s, token, &parts);
+        r = check_signature(v, alg, token, &parts);
     if (r == AUTH_OK)
-        r = check_claims(&parts, now, claims);
+        r = check_claims(v, &parts, now, claims);
     if (r != AUTH_OK)
         memset(claims, 0, sizeof *claims); /* never hand out half-checked claims */
     return r;
+}
+
+auth_result auth_verify_token(const secret_set *s, const char *token, size_t len, time_t now,
+                              auth_claims *out)
+{
+    auth_verifier v = { .secrets = s };
+    return auth_verify(&v, token, len, now, out);
 }
 
 const char *auth_result_reason(auth_result r)
@@ -390,6 +534,12 @@ const char *auth_result_reason(auth_result r)
         return "missing_user_id";
     case AUTH_BAD_EMAIL:
         return "bad_email";
+    case AUTH_NOT_YET_VALID:
+        return "token_not_yet_valid";
+    case AUTH_BAD_AUDIENCE:
+        return "bad_audience";
+    case AUTH_BAD_ISSUER:
+        return "bad_issuer";
     case AUTH_RESULT_COUNT:
         break;
     }
@@ -432,4 +582,105 @@ char *auth_token_create(const secret_set *s, int64_t user_id, const char *email,
         token = jwt_encode_str(jwt);
     jwt_free(jwt);
     return token;
+}
+
+/* ---- auth_token_mint: tokens with every claim we check, any algorithm ---- */
+
+static int add_int(json_object *o, const char *key, int64_t v)
+{
+    json_object *j = json_object_new_int64(v);
+    if (j == NULL || json_object_object_add(o, key, j) != 0) {
+        json_object_put(j);
+        return -1;
+    }
+    return 0;
+}
+
+static int add_str(json_object *o, const char *key, const char *v)
+{
+    json_object *j = json_object_new_string(v);
+    if (j == NULL || json_object_object_add(o, key, j) != 0) {
+        json_object_put(j);
+        return -1;
+    }
+    return 0;
+}
+
+/* The JSON text of o, base64url-encoded at out + *n. */
+static int append_b64_json(json_object *o, char *out, size_t cap, size_t *n)
+{
+    size_t len = 0;
+    const char *text = json_object_to_json_string_length(
+        o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+    if (text == NULL || (len + 2) / 3 * 4 > cap - *n)
+        return -1;
+    *n += b64url_encode((const unsigned char *)text, len, out + *n);
+    return 0;
+}
+
+static json_object *mint_claims(const auth_mint *m)
+{
+    json_object *c = json_object_new_object();
+    if (c == NULL)
+        return NULL;
+    int rc = add_int(c, "user_id", m->user_id) | add_str(c, "email", m->email ? m->email : "") |
+             add_int(c, "iat", (int64_t)time(NULL)) | add_int(c, "exp", m->exp);
+    if (m->nbf != 0)
+        rc |= add_int(c, "nbf", m->nbf);
+    if (m->issuer != NULL)
+        rc |= add_str(c, "iss", m->issuer);
+    if (m->audience != NULL)
+        rc |= add_str(c, "aud", m->audience);
+    if (rc != 0) {
+        json_object_put(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* header.payload, then "." and the signature, in one malloc'd string. */
+char *auth_token_mint(const auth_mint *m, const secret_set *s, const jwt_signer *signer)
+{
+    if (m == NULL || m->user_id <= 0 ||
+        (m->email != NULL && strlen(m->email) > AUTH_MAX_EMAIL))
+        return NULL;
+    if (signer == NULL && (s == NULL || s->count == 0 || s->item[0].data == NULL ||
+                           s->item[0].len == 0 || s->item[0].len > INT_MAX))
+        return NULL;
+    const char *alg = signer != NULL ? jwt_key_alg(jwt_signer_kind(signer)) : "HS256";
+    json_object *header = json_object_new_object();
+    json_object *claims = mint_claims(m);
+    char *tok = malloc(AUTH_MAX_TOKEN + 1);
+    size_t n = 0;
+    bool ok = header != NULL && claims != NULL && tok != NULL &&
+              add_str(header, "alg", alg) == 0 && add_str(header, "typ", "JWT") == 0 &&
+              append_b64_json(header, tok, AUTH_MAX_TOKEN, &n) == 0 && n < AUTH_MAX_TOKEN;
+    if (ok) {
+        tok[n++] = '.';
+        ok = append_b64_json(claims, tok, AUTH_MAX_TOKEN, &n) == 0;
+    }
+    unsigned char sig[JWT_SIG_MAX];
+    size_t sig_len = 0;
+    if (ok && signer != NULL) {
+        sig_len = jwt_signer_sign(signer, (const unsigned char *)tok, n, sig);
+    } else if (ok) {
+        unsigned int mac_len = 0;
+        if (HMAC(EVP_sha256(), s->item[0].data, (int)s->item[0].len, (const unsigned char *)tok,
+                 n, sig, &mac_len) != NULL)
+            sig_len = mac_len;
+    }
+    ok = ok && sig_len > 0 && n + 1 + (sig_len + 2) / 3 * 4 <= AUTH_MAX_TOKEN;
+    if (ok) {
+        tok[n++] = '.';
+        n += b64url_encode(sig, sig_len, tok + n);
+        tok[n] = '\0';
+    }
+    OPENSSL_cleanse(sig, sizeof sig);
+    json_object_put(header);
+    json_object_put(claims);
+    if (!ok) {
+        free(tok);
+        return NULL;
+    }
+    return tok;
 }

@@ -178,6 +178,16 @@ void config_defaults(wsn_config *cfg)
     cfg->node_id[0] = '\0';
 }
 
+/* Printable ASCII without blanks, quotes or backslashes: it goes verbatim
+ * into /health's JSON, a metrics label and log lines. */
+static bool node_id_valid(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if (*s <= ' ' || *s > '~' || *s == '"' || *s == '\\')
+            return false;
+    return true;
+}
+
 static bool parse_address(const char *s, char *out, size_t out_size)
 {
     unsigned char buf[sizeof(struct in6_addr)];
@@ -311,9 +321,9 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
             break;
         case OPT_NODE_ID:
             if (optarg[0] == '\0' || strlen(optarg) >= sizeof cfg->node_id ||
-                strpbrk(optarg, " \t\r\n\"\\") != NULL)
+                !node_id_valid(optarg))
                 return bad_value(err, err_size, "--node-id", optarg,
-                                 "1..127 characters, no blanks or quotes");
+                                 "1..127 printable characters, no blanks, quotes or backslashes");
             snprintf(cfg->node_id, sizeof cfg->node_id, "%s", optarg);
             break;
         case OPT_GRPC_TOKEN_FILE:
@@ -371,6 +381,11 @@ config_status config_parse(wsn_config *cfg, int argc, char **argv, FILE *out, ch
     }
     if (optind < argc) {
         snprintf(err, err_size, "%s: unexpected argument (see --help)", argv[optind]);
+        return CONFIG_USAGE;
+    }
+    if (cfg->redis_url != NULL && cfg->data_dir != NULL) {
+        snprintf(err, err_size, "--data-dir: not used with --redis (in cluster mode the "
+                                "history lives in Redis): give one or the other");
         return CONFIG_USAGE;
     }
     if ((cfg->grpc_tls_cert == NULL) != (cfg->grpc_tls_key == NULL)) {

@@ -230,6 +230,20 @@ int secrets_load(secret_set *out, const char *path, char *err, size_t err_size)
     return load_env_secret(out, "JWT_SECRET", " and no --jwt-secret-file given", err, err_size);
 }
 
+int secrets_load_if_any(secret_set *out, const char *path, char *err, size_t err_size)
+{
+    if (out == NULL)
+        return -1;
+    if (path == NULL) {
+        const char *value = getenv("JWT_SECRET");
+        if (value == NULL || is_blank((const unsigned char *)value, strlen(value))) {
+            secret_set_init(out);
+            return 1;
+        }
+    }
+    return secrets_load(out, path, err, err_size);
+}
+
 void secrets_free(secret_set *s)
 {
     if (s == NULL)

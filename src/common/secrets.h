@@ -22,6 +22,10 @@ int secrets_load_file(secret_set *out, const char *path, char *err, size_t err_s
 int secrets_load_env(secret_set *out, const char *var, char *err, size_t err_size);
 /* File when path is non-NULL, else env JWT_SECRET. */
 int secrets_load(secret_set *out, const char *path, char *err, size_t err_size);
+/* The same, except that no source at all (no path, JWT_SECRET unset or blank)
+ * is not an error: out is then empty (HS256 off, for a daemon that verifies
+ * with public keys only) and the result is 1. Returns 0, 1 or -1. */
+int secrets_load_if_any(secret_set *out, const char *path, char *err, size_t err_size);
 void secrets_free(secret_set *s);
 
 #endif

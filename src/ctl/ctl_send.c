@@ -28,12 +28,12 @@ enum {
 };
 
 /* Print the answer as JSON. Returns the exit status. */
-static int ctl_send_notification(const char *server,
+static int ctl_send_notification(const char *server, const ctl_grpc_opts *opts,
                                  const Notification__SendNotificationRequest *req)
 {
     ctl_grpc g = {0};
     int status = 1;
-    if (ctl_grpc_open(&g, server) == 0) {
+    if (ctl_grpc_open(&g, server, opts) == 0) {
         int timeout = CTL_TIMEOUT_SECONDS + (req->wait_ack_ms + 999) / 1000;
         Notification__SendNotificationResponse *resp =
             (Notification__SendNotificationResponse *)ctl_grpc_call(
@@ -67,9 +67,11 @@ int ctl_send_run(int argc, char **argv)
         {"no-push", no_argument, NULL, OPT_NO_PUSH},
         {"server", required_argument, NULL, OPT_SERVER},
         {"wait-ack-ms", required_argument, NULL, OPT_WAIT_ACK_MS},
+        CTL_GRPC_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ctl_grpc_opts grpc_opts = {0};
     Notification__SendNotificationRequest req = NOTIFICATION__SEND_NOTIFICATION_REQUEST__INIT;
     req.send_push = 1;
     bool have_user = false;
@@ -117,6 +119,8 @@ int ctl_send_run(int argc, char **argv)
             ctl_usage(stdout);
             return 0;
         default:
+            if (ctl_grpc_take_option(&grpc_opts, opt, optarg))
+                break;
             return ctl_bad_option(opt, argv);
         }
     }
@@ -128,5 +132,5 @@ int ctl_send_run(int argc, char **argv)
         fprintf(stderr, "wsnotifyctl: send needs --user-id, --type, --title and --message\n");
         return 2;
     }
-    return ctl_send_notification(server, &req);
+    return ctl_send_notification(server, &grpc_opts, &req);
 }

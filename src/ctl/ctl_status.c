@@ -34,9 +34,11 @@ int ctl_status_run(int argc, char **argv)
         {"user-id", required_argument, NULL, OPT_USER_ID},
         {"id", required_argument, NULL, OPT_ID},
         {"server", required_argument, NULL, OPT_SERVER},
+        CTL_GRPC_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    ctl_grpc_opts grpc_opts = {0};
     Notification__GetNotificationStatusRequest req =
         NOTIFICATION__GET_NOTIFICATION_STATUS_REQUEST__INIT;
     bool have_user = false, have_id = false;
@@ -63,6 +65,8 @@ int ctl_status_run(int argc, char **argv)
             ctl_usage(stdout);
             return 0;
         default:
+            if (ctl_grpc_take_option(&grpc_opts, opt, optarg))
+                break;
             return ctl_bad_option(opt, argv);
         }
     }
@@ -74,7 +78,7 @@ int ctl_status_run(int argc, char **argv)
     }
     ctl_grpc g = {0};
     int status = 1;
-    if (ctl_grpc_open(&g, server) == 0) {
+    if (ctl_grpc_open(&g, server, &grpc_opts) == 0) {
         Notification__NotificationStatus *st = (Notification__NotificationStatus *)ctl_grpc_call(
             &g, "/notification.NotificationService/GetNotificationStatus", &req.base,
             &notification__notification_status__descriptor, CTL_TIMEOUT_SECONDS);

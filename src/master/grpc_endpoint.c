@@ -25,7 +25,19 @@
  * load those never come.
  *
  * Signals: gRPC's threads and ours are started with every signal blocked, so
- * SIGTERM/SIGCHLD always reach the master's libevent loop. */
+ * SIGTERM/SIGCHLD always reach the master's libevent loop.
+ *
+ * Bearer tokens (--grpc-token-file) are checked here, per call, as soon as it
+ * arrives and before its handler runs, rather than by an auth metadata
+ * processor (grpc_server_credentials_set_auth_metadata_processor). Why: the
+ * processor is given the metadata but not the method, and Health/Check must
+ * stay open (load balancers and systemd-style probes carry no token); here
+ * the registered method is known exactly, by its tag. The processor also runs
+ * on gRPC's own threads, asynchronously, where refusals could not be counted
+ * with the call's outcome or logged with its method; here everything stays
+ * on the one serving thread. The price: a unary request's payload (at most
+ * GRPC_ENDPOINT_MAX_MESSAGE) has been received before it is refused; it is
+ * never decoded. TLS, when on, is gRPC's (grpc_access.c). */
 #include "src/master/grpc_endpoint.h"
 
 #include <errno.h>
@@ -33,6 +45,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/slice.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <pthread.h>
 #include <signal.h>
@@ -44,6 +57,7 @@
 #include <time.h>
 
 #include "src/common/grpc_message.h"
+#include "src/master/grpc_access.h"
 #include "src/master/grpc_reflection.h"
 #include "src/master/grpc_services.h"
 #include "src/common/log.h"
@@ -108,6 +122,9 @@ struct grpc_endpoint {
     bool joined;
     char shutdown_tag;        /* its address is the tag of grpc_server_shutdown_and_notify */
     grpc_reflection *refl;
+    uint64_t refused;         /* calls refused UNAUTHENTICATED (serving thread only) */
+    uint64_t refused_logged;  /* refused when the last warning was logged */
+    uint64_t refused_log_ms;  /* CLOCK_MONOTONIC ms of that warning */
 };
 
 typedef struct {
@@ -272,8 +289,8 @@ static void handle_unary(call_ctx *c)
                                                 &response, details, sizeof details);
         break;
     case METHOD_BROADCAST:
-        code = grpc_services_broadcast(e->router, lame_duck, c->recv, &response, details,
-                                       sizeof details);
+        code = grpc_services_broadcast(e->router, lame_duck, c->recv, &later, &response,
+                                       details, sizeof details);
         break;
     case METHOD_STATUS:
         code = grpc_services_status(e->router, c->recv, &response, details, sizeof details);
@@ -299,6 +316,64 @@ static void handle_unknown_method(call_ctx *c)
              (const char *)GRPC_SLICE_START_PTR(m));
     log_debug("gRPC: %s", msg);
     call_finish(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
+}
+
+/* ------------------------------------------------------- bearer tokens */
+
+static uint64_t monotonic_ms(void);
+
+/* The call's "authorization" metadata against --grpc-token-file. Any entry
+ * that carries an accepted token admits the call. */
+static grpc_access_result call_access(const call_ctx *c)
+{
+    grpc_access_result r = GRPC_ACCESS_NO_TOKEN;
+    for (size_t i = 0; i < c->request_md.count; i++) {
+        const grpc_metadata *md = &c->request_md.metadata[i];
+        if (grpc_slice_str_cmp(md->key, "authorization") != 0)
+            continue;
+        r = grpc_access_check_bearer((const char *)GRPC_SLICE_START_PTR(md->value),
+                                     GRPC_SLICE_LENGTH(md->value));
+        if (r == GRPC_ACCESS_OK)
+            break;
+    }
+    return r;
+}
+
+static const char *method_path(const call_ctx *c, char *buf, size_t size)
+{
+    if (c->kind != METHOD_OTHER)
+        return method_defs[c->kind].path;
+    const grpc_slice m = c->details.method;
+    size_t len = GRPC_SLICE_LENGTH(m) > 200 ? 200 : GRPC_SLICE_LENGTH(m);
+    snprintf(buf, size, "%.*s", (int)len, (const char *)GRPC_SLICE_START_PTR(m));
+    return buf;
+}
+
+/* Refuse with UNAUTHENTICATED. Counted as an outcome for SendNotification(s)
+ * (once per call: the request is not read), logged at warn at most once a
+ * second with the count (a flood must not flood the log), else at debug. The
+ * token itself is never logged. */
+static void refuse_unauthenticated(call_ctx *c, grpc_access_result why)
+{
+    grpc_endpoint *e = c->ep;
+    if (c->kind == METHOD_SEND || c->kind == METHOD_SEND_BATCH)
+        region_count_notification(e->router->shm, NOTIFY_UNAUTHENTICATED);
+    e->refused++;
+    char path[256];
+    char *peer = grpc_call_get_peer(c->call);
+    uint64_t now = monotonic_ms();
+    if (e->refused_logged == 0 || now - e->refused_log_ms >= 1000) {
+        log_warn("gRPC: refused %s from %s: %s (UNAUTHENTICATED; %llu refused since start)",
+                 method_path(c, path, sizeof path), peer ? peer : "?", grpc_access_reason(why),
+                 (unsigned long long)e->refused);
+        e->refused_logged = e->refused;
+        e->refused_log_ms = now;
+    } else {
+        log_debug("gRPC: refused %s from %s: %s", method_path(c, path, sizeof path),
+                  peer ? peer : "?", grpc_access_reason(why));
+    }
+    gpr_free(peer);
+    call_finish(c, GRPC_STATUS_UNAUTHENTICATED, grpc_access_reason(why), NULL);
 }
 
 /* ---------------------------------------------------- reflection stream */
@@ -352,6 +427,15 @@ static void call_on_arrival(call_ctx *c, bool ok)
     /* Keep the backlog full before the work on this call. */
     if (!atomic_load(&e->stopping))
         (void)ep_request(e, c->kind); /* logged; one fewer in the backlog at worst */
+    /* Health/Check stays open to probes; everything else, unknown methods
+     * included (no probing for names), needs the token first. */
+    if (c->kind != METHOD_HEALTH_CHECK && grpc_access_tokens_required()) {
+        grpc_access_result why = call_access(c);
+        if (why != GRPC_ACCESS_OK) {
+            refuse_unauthenticated(c, why);
+            return;
+        }
+    }
     switch (c->kind) {
     case METHOD_SEND:
     case METHOD_SEND_BATCH:
@@ -458,7 +542,12 @@ static int ep_create_server(grpc_endpoint *e, const char *target, char *err, siz
             return -1;
         }
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    /* Insecure, or TLS only (grpc_access.c; the files were checked at start). */
+    grpc_server_credentials *creds = grpc_access_server_credentials();
+    if (creds == NULL) {
+        snprintf(err, err_size, "cannot create the gRPC TLS credentials");
+        return -1;
+    }
     int bound = grpc_server_add_http2_port(e->server, target, creds);
     grpc_server_credentials_release(creds);
     if (bound <= 0 || bound > 65535) {

@@ -28,6 +28,18 @@ static grpc_status_code reply(const ProtobufCMessage *m, grpc_byte_buffer **resp
     return GRPC_STATUS_INTERNAL;
 }
 
+/* A string field holding a NUL byte (grpc_message_unpack_checked named it):
+ * INVALID_ARGUMENT, with counted notifications counted as invalid. */
+static grpc_status_code refuse_nul(router *r, size_t counted, const char *field, char *details,
+                                   size_t details_size)
+{
+    for (size_t i = 0; i < counted; i++)
+        region_count_notification(r->shm, NOTIFY_INVALID);
+    snprintf(details, details_size, "%s holds a NUL byte", field);
+    log_debug("gRPC: %s", details);
+    return GRPC_STATUS_INVALID_ARGUMENT;
+}
+
 static notify_request request_of(const Notification__SendNotificationRequest *req)
 {
     return (notify_request){
@@ -91,6 +103,7 @@ static grpc_status_code status_of(route_status st)
     case ROUTE_OK: return GRPC_STATUS_OK;
     case ROUTE_INVALID: return GRPC_STATUS_INVALID_ARGUMENT;
     case ROUTE_EXHAUSTED: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case ROUTE_UNAVAILABLE: return GRPC_STATUS_UNAVAILABLE;
     default: return GRPC_STATUS_INTERNAL;
     }
 }
@@ -150,9 +163,11 @@ grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
                                                  grpc_byte_buffer **response, char *details,
                                                  size_t details_size)
 {
+    char nul_field[128];
     Notification__SendNotificationRequest *req =
-        (Notification__SendNotificationRequest *)grpc_message_unpack(
-            &notification__send_notification_request__descriptor, request);
+        (Notification__SendNotificationRequest *)grpc_message_unpack_checked(
+            &notification__send_notification_request__descriptor, request, nul_field,
+            sizeof nul_field);
     if (req == NULL) {
         region_count_notification(r->shm, NOTIFY_INVALID);
         snprintf(details, details_size,
@@ -160,7 +175,9 @@ grpc_status_code grpc_services_send_notification(router *r, bool lame_duck,
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     grpc_status_code code;
-    if (lame_duck) {
+    if (nul_field[0] != '\0') {
+        code = refuse_nul(r, 1, nul_field, details, details_size);
+    } else if (lame_duck) {
         region_count_notification(r->shm, NOTIFY_UNAVAILABLE);
         snprintf(details, details_size, "the server is shutting down");
         code = GRPC_STATUS_UNAVAILABLE;
@@ -178,9 +195,11 @@ grpc_status_code grpc_services_send_notifications(router *r, bool lame_duck,
                                                   grpc_byte_buffer **response, char *details,
                                                   size_t details_size)
 {
+    char nul_field[128];
     Notification__SendNotificationsRequest *req =
-        (Notification__SendNotificationsRequest *)grpc_message_unpack(
-            &notification__send_notifications_request__descriptor, request);
+        (Notification__SendNotificationsRequest *)grpc_message_unpack_checked(
+            &notification__send_notifications_request__descriptor, request, nul_field,
+            sizeof nul_field);
     if (req == NULL) {
         region_count_notification(r->shm, NOTIFY_INVALID);
         snprintf(details, details_size,
@@ -190,7 +209,10 @@ grpc_status_code grpc_services_send_notifications(router *r, bool lame_duck,
     grpc_status_code code;
     size_t n = req->n_notifications;
     notify_request *reqs = NULL;
-    if (lame_duck) {
+    if (nul_field[0] != '\0') {
+        code = refuse_nul(r, n > 0 && n <= NOTIFY_MAX_BATCH ? n : 1, nul_field, details,
+                          details_size);
+    } else if (lame_duck) {
         for (size_t i = 0; i < (n > 0 ? n : 1); i++)
             region_count_notification(r->shm, NOTIFY_UNAVAILABLE);
         snprintf(details, details_size, "the server is shutting down");
@@ -213,34 +235,76 @@ grpc_status_code grpc_services_send_notifications(router *r, bool lame_duck,
     return code;
 }
 
-grpc_status_code grpc_services_broadcast(router *r, bool lame_duck, grpc_byte_buffer *request,
-                                         grpc_byte_buffer **response, char *details,
-                                         size_t details_size)
+/* ---- Broadcast: the answer, now or (cluster mode) once every node counted -- */
+
+typedef struct {
+    notify_broadcast_reply base;   /* first: the router's done() gets &base */
+    grpc_later later;
+} pending_broadcast;
+
+static grpc_status_code pack_broadcast(const notify_broadcast_reply *b,
+                                       grpc_byte_buffer **response, char *details,
+                                       size_t details_size)
 {
-    Notification__BroadcastRequest *req = (Notification__BroadcastRequest *)grpc_message_unpack(
-        &notification__broadcast_request__descriptor, request);
+    Notification__BroadcastResponse resp = NOTIFICATION__BROADCAST_RESPONSE__INIT;
+    resp.notification_id = b->id;
+    resp.recipients = b->recipients;
+    log_info("broadcast %lld handed to %lld connections", (long long)b->id,
+             (long long)b->recipients);
+    return reply(&resp.base, response, details, details_size);
+}
+
+/* The history thread: the other nodes have counted. */
+static void on_broadcast_counted(notify_broadcast_reply *b)
+{
+    pending_broadcast *p = (pending_broadcast *)b;
+    grpc_status_code code = status_of(b->status);
+    grpc_byte_buffer *bb = NULL;
+    if (code == GRPC_STATUS_OK)
+        code = pack_broadcast(b, &bb, b->details, sizeof b->details);
+    else
+        log_warn("broadcast %lld: %s", (long long)b->id, b->details);
+    p->later.finish(p->later.call, code, code == GRPC_STATUS_OK ? "" : b->details, bb);
+    free(p);
+}
+
+grpc_status_code grpc_services_broadcast(router *r, bool lame_duck, grpc_byte_buffer *request,
+                                         const grpc_later *later, grpc_byte_buffer **response,
+                                         char *details, size_t details_size)
+{
+    char nul_field[128];
+    Notification__BroadcastRequest *req =
+        (Notification__BroadcastRequest *)grpc_message_unpack_checked(
+            &notification__broadcast_request__descriptor, request, nul_field, sizeof nul_field);
     if (req == NULL) {
         snprintf(details, details_size, "the request is not a valid notification.BroadcastRequest");
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
     grpc_status_code code;
-    if (lame_duck) {
+    if (nul_field[0] != '\0') {
+        code = refuse_nul(NULL, 0, nul_field, details, details_size);
+    } else if (lame_duck) {
         snprintf(details, details_size, "the server is shutting down");
         code = GRPC_STATUS_UNAVAILABLE;
     } else {
         notify_request nr = {.type = req->type, .title = req->title, .message = req->message,
                              .link = req->link, .send_push = true};
-        int64_t id = 0, recipients = 0;
-        route_status st = router_broadcast(r, &nr, &id, &recipients, details, details_size);
-        code = status_of(st);
-        if (code == GRPC_STATUS_OK) {
-            details[0] = '\0';
-            Notification__BroadcastResponse resp = NOTIFICATION__BROADCAST_RESPONSE__INIT;
-            resp.notification_id = id;
-            resp.recipients = recipients;
-            code = reply(&resp.base, response, details, details_size);
-            log_info("broadcast %lld handed to %lld connections", (long long)id,
-                     (long long)recipients);
+        pending_broadcast *p = calloc(1, sizeof *p);
+        if (p == NULL) {
+            snprintf(details, details_size, "out of memory");
+            code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        } else {
+            p->base.done = on_broadcast_counted;
+            p->later = *later;
+            route_status st = router_broadcast(r, &nr, &p->base, details, details_size);
+            if (st == ROUTE_DEFERRED) {
+                p = NULL; /* the history's now */
+                code = GRPC_SERVICES_LATER;
+            } else if ((code = status_of(st)) == GRPC_STATUS_OK) {
+                details[0] = '\0';
+                code = pack_broadcast(&p->base, response, details, details_size);
+            }
+            free(p);
         }
     }
     protobuf_c_message_free_unpacked(&req->base, NULL);
@@ -262,7 +326,11 @@ grpc_status_code grpc_services_status(router *r, grpc_byte_buffer *request,
     notify_status st;
     grpc_status_code code;
     int rc = router_status(r, req->user_id, req->notification_id, &st);
-    if (rc == 1) {
+    if (rc == 2) {
+        snprintf(details, details_size, "Redis is out of reach: the history cannot be read; "
+                                        "retry");
+        code = GRPC_STATUS_UNAVAILABLE;
+    } else if (rc == 1) {
         snprintf(details, details_size, "notification %lld of user %lld is not in the history",
                  (long long)req->notification_id, (long long)req->user_id);
         code = GRPC_STATUS_NOT_FOUND;

@@ -42,8 +42,8 @@ grpc_status_code grpc_services_send_notifications(router *r, bool lame_duck,
                                                   grpc_byte_buffer **response, char *details,
                                                   size_t details_size);
 grpc_status_code grpc_services_broadcast(router *r, bool lame_duck, grpc_byte_buffer *request,
-                                         grpc_byte_buffer **response, char *details,
-                                         size_t details_size);
+                                         const grpc_later *later, grpc_byte_buffer **response,
+                                         char *details, size_t details_size);
 grpc_status_code grpc_services_status(router *r, grpc_byte_buffer *request,
                                       grpc_byte_buffer **response, char *details,
                                       size_t details_size);

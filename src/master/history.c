@@ -30,10 +30,15 @@
 #include "shm/hash.h"
 #include "shm/queue.h"
 #include "shm/store.h"
+#include "src/common/clock.h"
 #include "src/common/log.h"
+#include "src/common/redis_scripts.h"
+#include "src/master/cluster.h"
 
 #define MARK_DATAGRAMS_PER_ROUND 256 /* bounds one round's marks (each up to 10000) */
 #define MARK_RETRIES 3               /* rounds an early mark waits for its notification */
+#define EARLY_MAX 100000             /* marks kept for later at most (Redis down, say) */
+#define MARKS_LINGER_MS 5            /* cluster mode: marks wait this long for company */
 #define USAGE_MS 1000                /* store gauges refreshed this often */
 #define READERS_MS 60000             /* dead readers' slots cleared this often */
 
@@ -73,7 +78,11 @@ typedef struct {
 
 struct history {
     shm_region *shm;
-    store *st;
+    store *st;                    /* NULL in cluster mode */
+    cluster *cl;                  /* cluster mode: the history is in Redis */
+    bool stores;                  /* --history-size > 0 */
+    const int *queue_out;         /* cluster mode: the slots' queues */
+    int slots;
     int marks_fd;
     int wake_fd;                  /* eventfd: items were submitted, or stop */
     pthread_t thread;
@@ -81,6 +90,7 @@ struct history {
     pthread_mutex_t lock;         /* guards the four below */
     history_item *first, *last;   /* submitted, not taken yet */
     key_table pending_ids;        /* ids of items not committed yet (counts) */
+    struct cluster_broadcast *bcasts;  /* handed over, not published yet */
     bool stopping;
     bool release_waiters;
     _Atomic size_t reserved;      /* waiter places taken by the router */
@@ -97,19 +107,7 @@ struct history {
     uint64_t last_usage_ms, last_readers_ms, last_sweep_ms;
 };
 
-static uint64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
-static uint64_t realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- the (user, id) tables ---------------------------------------------- */
 
@@ -260,7 +258,7 @@ static void wait_for_ack(history *h, history_item *item)
         return;
     }
     e->value = item;
-    uint64_t when = monotonic_ms() + (uint64_t)item->wait_ack_ms;
+    uint64_t when = clock_monotonic_ms() + (uint64_t)item->wait_ack_ms;
     heap_push(h, (deadline){.deadline_ms = when, .user = item->user, .id = item->id});
 }
 
@@ -346,9 +344,18 @@ static int read_marks(history *h, store_mark **out, size_t *n, size_t *cap)
         if (from.number > h->marks_read[from.slot])
             h->marks_read[from.slot] = from.number;
         for (size_t i = 0; i < k; i++) {
-            h->origin[*n] = from;
             queue_mark qm;
             queue_mark_decode(m.payload + i * QUEUE_MARK_LEN, &qm);
+            if (qm.state == QUEUE_MARK_RELEASE || qm.state == QUEUE_MARK_EVICTED) {
+                /* Cluster mode only: holders and evictions, after this
+                 * round's marks (cluster_round keeps that order). */
+                if (h->cl != NULL && qm.state == QUEUE_MARK_RELEASE)
+                    cluster_release(h->cl, qm.user, (uint32_t)qm.id);
+                else if (h->cl != NULL)
+                    cluster_evicted(h->cl, qm.user, qm.at_ms, (uint32_t)qm.id);
+                continue;
+            }
+            h->origin[*n] = from;
             (*out)[(*n)++] = (store_mark){.user = qm.user, .id = qm.id, .state = qm.state,
                                           .at_ms = qm.at_ms};
         }
@@ -359,7 +366,7 @@ static int read_marks(history *h, store_mark **out, size_t *n, size_t *cap)
 /* Marks that found no notification: kept for a few rounds (the notification
  * may be in the next group), then dropped. */
 static void keep_early(history *h, const store_mark *marks, const bool *missing, size_t n,
-                       size_t previous_early)
+                       size_t previous_early, bool tried)
 {
     early_mark *kept = h->early;
     size_t retried = previous_early;
@@ -373,8 +380,8 @@ static void keep_early(history *h, const store_mark *marks, const bool *missing,
     for (size_t i = 0; i < n && need > 0; i++) {
         if (!missing[i])
             continue;
-        int retries = i < retried ? kept[i].retries + 1 : 1;
-        if (retries > MARK_RETRIES)
+        int retries = i < retried ? kept[i].retries + tried : tried;
+        if (retries > MARK_RETRIES || len >= EARLY_MAX)
             continue;
         fresh[len++] = (early_mark){.mark = marks[i], .from = h->origin[i], .retries = retries};
     }
@@ -432,7 +439,7 @@ static void periodic(history *h, uint64_t now)
         h->last_sweep_ms = now;
         size_t expired = 0;
         char err[256];
-        if (store_sweep(h->st, realtime_ns(), 100000, &expired, err, sizeof err) != 0)
+        if (store_sweep(h->st, clock_realtime_ns(), 100000, &expired, err, sizeof err) != 0)
             log_error("history: sweeping expired notifications: %s", err);
         count(h, HISTORY_EXPIRED, expired);
     }
@@ -490,12 +497,12 @@ static size_t round_once(history *h, history_item *first, store_append **appends
     store_write_stats st = {0};
     char err[256] = "out of memory";
     int rc = -1;
-    uint64_t t0 = realtime_ns();
+    uint64_t t0 = clock_realtime_ns();
     if (!no_room && (n_marks == 0 || missing != NULL) && (n_app == 0 || dup != NULL))
         rc = store_write(h->st, *appends, n_app, dup, *marks, n_marks, missing, &st, err,
                          sizeof err);
     if (n_app > 0 || n_marks > 0)
-        observe_commit(h, realtime_ns() - t0);
+        observe_commit(h, clock_realtime_ns() - t0);
     /* Published even when the commit failed: those seqs will never be stored,
      * and a connection waiting for them must not wait for ever. */
     if (top_seq > atomic_load(&h->shm->hdr->committed_seq))
@@ -523,7 +530,7 @@ static size_t round_once(history *h, history_item *first, store_append **appends
         }
         if (it->dup_of_pending) {
             store_entry e;
-            if (store_find(h->st, it->user, it->id, realtime_ns(), &e) == 0) {
+            if (store_find(h->st, it->user, it->id, clock_realtime_ns(), &e) == 0) {
                 count(h, HISTORY_DUPLICATES, 1);
                 resolve(h, it, false, NOTIFY_DUPLICATE);
             } else {
@@ -551,12 +558,154 @@ static size_t round_once(history *h, history_item *first, store_append **appends
         /* A failed commit applied nothing: every mark waits for the next one. */
         for (size_t i = 0; rc != 0 && i < n_marks; i++)
             missing[i] = true;
-        keep_early(h, *marks, missing, n_marks, previous_early);
+        keep_early(h, *marks, missing, n_marks, previous_early, true);
     }
     publish_marks(h);
     free(missing);
     free(dup);
     return n_items;
+}
+
+
+/* ---- a round in cluster mode --------------------------------------------------- */
+
+/* A notification the APPEND script found held on this node (a caller id's,
+ * checked before it is sent): queued now, with its cluster seq. */
+static notify_outcome push_routed(history *h, const history_item *it, const int *queue_out,
+                                  int slots)
+{
+    dir_holder holder;
+    if (!directory_lookup(h->shm->dir, it->user, &holder) || holder.generation != it->r_gen ||
+        holder.slot < 0 || holder.slot >= slots)
+        return NOTIFY_OFFLINE;
+    queue_msg m = {.type = QMSG_ROUTED, .user = it->user, .generation = holder.generation,
+                   .accepted_ns = it->accepted_ns, .id = it->id, .seq = it->r_seq,
+                   .payload = (const uint8_t *)it->json, .payload_len = it->json_len};
+    if (queue_send(queue_out[holder.slot], &m) != 0) {
+        log_warn("notification %lld for UserID=%lld not delivered: the queue of worker %d is "
+                 "full (%s)",
+                 (long long)it->id, (long long)it->user, holder.slot, strerror(errno));
+        return NOTIFY_DROPPED;
+    }
+    return NOTIFY_DELIVERED;
+}
+
+static notify_outcome routed_outcome(history *h, const history_item *it)
+{
+    switch (it->r_route) {
+    case RROUTE_SENT:
+        return NOTIFY_DELIVERED;
+    case RROUTE_LOCAL:
+        return push_routed(h, it, h->queue_out, h->slots);
+    default:
+        /* Nobody else holds the user: what the local push found stands
+         * (a caller id's provisional outcome is OFFLINE). */
+        return it->outcome;
+    }
+}
+
+static size_t round_cluster(history *h, history_item *first, store_mark **marks,
+                            size_t *marks_cap, bool take_marks)
+{
+    size_t n_items = 0;
+    uint64_t top_seq = 0;
+    for (history_item *it = first; it != NULL; it = it->next) {
+        n_items++;
+        if (it->seq > top_seq)
+            top_seq = it->seq;
+    }
+    size_t previous_early = h->early_len;
+    size_t n_marks = 0;
+    if (take_marks && read_marks(h, marks, &n_marks, marks_cap) != 0)
+        n_marks = 0;
+    uint8_t *results = n_marks > 0 ? malloc(n_marks) : NULL;
+    bool *missing = n_marks > 0 ? calloc(n_marks, sizeof *missing) : NULL;
+    char err[300] = "out of memory";
+    int rc = -1;
+    uint64_t t0 = clock_realtime_ns();
+    if (n_marks == 0 || (results != NULL && missing != NULL))
+        rc = cluster_round(h->cl, first, *marks, n_marks, results, take_marks, h->marks_read, err,
+                           sizeof err);
+    else
+        for (history_item *it = first; it != NULL; it = it->next)
+            it->r_status = 0;
+    if (rc == 0 && (n_items > 0 || n_marks > 0))
+        observe_commit(h, clock_realtime_ns() - t0);
+    /* As on a single node: a connection waiting for these seqs goes on. */
+    if (top_seq > atomic_load(&h->shm->hdr->committed_seq))
+        atomic_store(&h->shm->hdr->committed_seq, top_seq);
+    size_t stored = 0, failed = 0;
+    for (history_item *it = first, *next; it != NULL; it = next) {
+        next = it->next;
+        if (it->r_status == 0) {
+            failed++;
+            it->reply->status = ROUTE_UNAVAILABLE;
+            snprintf(it->reply->details, sizeof it->reply->details,
+                     "the notification could not be stored or routed (%s): retry", err);
+            resolve(h, it, false, NOTIFY_UNAVAILABLE);
+            continue;
+        }
+        if (it->r_status == RAPPEND_DUPLICATE) {
+            count(h, HISTORY_DUPLICATES, 1);
+            resolve(h, it, false, NOTIFY_DUPLICATE);
+            continue;
+        }
+        stored += it->r_status == RAPPEND_STORED;
+        it->outcome = routed_outcome(h, it);
+        it->reply->results[it->index].delivered = it->outcome == NOTIFY_DELIVERED;
+        if (it->wait_ack_ms > 0 && it->outcome == NOTIFY_DELIVERED && h->stores)
+            wait_for_ack(h, it);
+        else
+            resolve(h, it, false, it->outcome);
+    }
+    count(h, HISTORY_STORED, stored);
+    if (failed > 0) {
+        log_error("history: %zu notifications answered UNAVAILABLE: %s", failed, err);
+        count(h, HISTORY_COMMIT_FAILED, 1);
+    }
+    for (size_t i = 0; results != NULL && i < n_marks; i++) {
+        if (rc == 0 && results[i] == RMARK_ACKED_HERE)
+            end_wait(h, (*marks)[i].user, (*marks)[i].id, true);
+        missing[i] = rc != 0 || results[i] == RMARK_MISSING;
+    }
+    if (missing != NULL)
+        keep_early(h, *marks, missing, n_marks, previous_early, rc == 0);
+    if (take_marks)
+        publish_marks(h);
+    free(results);
+    free(missing);
+    return n_items;
+}
+
+static void on_cluster_ack(void *arg, int64_t user, int64_t id)
+{
+    end_wait(arg, user, id, true);
+}
+
+/* One round of whichever backend this history has (in cluster mode with
+ * the marks only when take_marks). */
+static void round_any(history *h, history_item *first, store_append **appends,
+                      size_t *appends_cap, store_mark **marks, size_t *marks_cap,
+                      bool take_marks)
+{
+    if (h->cl != NULL)
+        round_cluster(h, first, marks, marks_cap, take_marks);
+    else
+        round_once(h, first, appends, appends_cap, marks, marks_cap);
+}
+
+/* Broadcasts handed over by the gRPC thread, published in order. */
+static void start_broadcasts(history *h)
+{
+    pthread_mutex_lock(&h->lock);
+    struct cluster_broadcast *b = h->bcasts;
+    h->bcasts = NULL;
+    pthread_mutex_unlock(&h->lock);
+    while (b != NULL) {
+        struct cluster_broadcast *next = b->next;
+        cluster_broadcast_start(h->cl, b);
+        b = next;
+    }
 }
 
 static void *history_main(void *arg)
@@ -566,38 +715,63 @@ static void *history_main(void *arg)
     size_t appends_cap = 0;
     store_mark *marks = NULL;
     size_t marks_cap = 0;
+    int cluster_wait = 0;
+    bool readable = false;
+    uint64_t marks_round_ms = 0;
     for (;;) {
-        uint64_t now = monotonic_ms();
+        if (h->cl != NULL)
+            cluster_wait = cluster_service(h->cl, readable);
+        uint64_t now = clock_monotonic_ms();
         int timeout = 1000;
         if (h->heap_len > 0)
             timeout = h->heap[0].deadline_ms <= now ? 0
                       : h->heap[0].deadline_ms - now < 1000 ? (int)(h->heap[0].deadline_ms - now)
                                                               : 1000;
-        struct pollfd fds[2] = {{.fd = h->wake_fd, .events = POLLIN},
-                                {.fd = h->marks_fd, .events = POLLIN}};
-        if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+        if (h->cl != NULL && cluster_wait < timeout)
+            timeout = cluster_wait;
+        /* Cluster mode: marks (SENT ones, mostly: one per notification
+         * written) cost a script call per round; they are taken at most
+         * every MARKS_LINGER_MS, so a call carries many. */
+        bool linger = h->cl != NULL && now - marks_round_ms < MARKS_LINGER_MS &&
+                      !cluster_answers_waiting(h->cl);
+        if (linger && (int)(marks_round_ms + MARKS_LINGER_MS - now) < timeout)
+            timeout = (int)(marks_round_ms + MARKS_LINGER_MS - now);
+        struct pollfd fds[3] = {{.fd = h->wake_fd, .events = POLLIN},
+                                {.fd = linger ? -1 : h->marks_fd, .events = POLLIN},
+                                {.fd = h->cl != NULL ? cluster_fd(h->cl) : -1, .events = POLLIN}};
+        if (poll(fds, 3, timeout) < 0 && errno != EINTR)
             log_error("history: poll: %s", strerror(errno));
+        readable = fds[2].fd >= 0 && (fds[2].revents & (POLLIN | POLLHUP | POLLERR));
         uint64_t ticks;
         if (fds[0].revents & POLLIN)
             (void)!read(h->wake_fd, &ticks, sizeof ticks);
         pthread_mutex_lock(&h->lock);
+        bool stopping = h->stopping;
         history_item *first = h->first;
         h->first = h->last = NULL;
-        bool stopping = h->stopping;
         bool release = h->release_waiters;
         pthread_mutex_unlock(&h->lock);
         if (release && !h->release_waiters) {
             h->release_waiters = true;
             release_all_waiters(h);
         }
-        if (first != NULL || (fds[1].revents & POLLIN) || h->early_len > 0)
-            round_once(h, first, &appends, &appends_cap, &marks, &marks_cap);
-        now = monotonic_ms();
+        bool take_marks = !linger && ((fds[1].revents & POLLIN) || h->early_len > 0);
+        if (h->cl == NULL && first != NULL)
+            take_marks = true; /* a single node's marks share the group's commit */
+        if (first != NULL || take_marks) {
+            round_any(h, first, &appends, &appends_cap, &marks, &marks_cap, take_marks);
+            if (take_marks)
+                marks_round_ms = clock_monotonic_ms();
+        }
+        if (h->cl != NULL)
+            start_broadcasts(h);
+        now = clock_monotonic_ms();
         expire_waiters(h, now);
-        periodic(h, now);
+        if (h->st != NULL)
+            periodic(h, now);
         if (stopping && first == NULL) {
             /* Marks still queued get one last round, then every waiter its answer. */
-            round_once(h, NULL, &appends, &appends_cap, &marks, &marks_cap);
+            round_any(h, NULL, &appends, &appends_cap, &marks, &marks_cap, true);
             release_all_waiters(h);
             break;
         }
@@ -677,6 +851,22 @@ void history_release_waiters(history *h)
 
 store *history_store(history *h) { return h->st; }
 
+cluster *history_cluster(history *h) { return h->cl; }
+
+void history_broadcast(history *h, struct cluster_broadcast *b)
+{
+    pthread_mutex_lock(&h->lock);
+    b->next = NULL;
+    struct cluster_broadcast **tail = &h->bcasts;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = b;
+    pthread_mutex_unlock(&h->lock);
+    uint64_t one = 1;
+    if (write(h->wake_fd, &one, sizeof one) != (ssize_t)sizeof one)
+        log_error("history: cannot wake the history thread: %s", strerror(errno));
+}
+
 int history_open(history **out, shm_region *shm, const history_options *o, char *err,
                  size_t err_size)
 {
@@ -695,17 +885,32 @@ int history_open(history **out, shm_region *shm, const history_options *o, char 
         free(h);
         return -1;
     }
-    store_options so = {.dir = o->dir, .map_size = o->map_size,
-                        .history_size = o->history_size, .ttl_ns = o->ttl_ns,
-                        .durable = o->durable, .writer = true};
-    if (store_open(&h->st, &so, err, err_size) != 0)
-        goto fail;
+    h->stores = o->history_size > 0;
+    h->queue_out = o->queue_out;
+    h->slots = o->slots;
     h->dgram = malloc(QUEUE_MAX_DATAGRAM);
     h->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (h->dgram == NULL || h->wake_fd < 0) {
         snprintf(err, err_size, "cannot set up the history thread: %s", strerror(errno));
         goto fail;
     }
+    if (o->redis_url != NULL) {
+        cluster_options co = {.url = *o->redis_url, .node_id = o->node_id, .shm = shm,
+                              .slots = o->slots, .queue_out = o->queue_out,
+                              .history_size = o->history_size,
+                              .ttl_ms = o->ttl_ns / 1000000u, .wake_fd = h->wake_fd,
+                              .on_ack = on_cluster_ack, .ctx = h};
+        if (cluster_open(&h->cl, &co, err, err_size) != 0)
+            goto fail;
+        atomic_store(&shm->hdr->accepted_seq, 0);
+        atomic_store(&shm->hdr->committed_seq, 0);
+        goto start;
+    }
+    store_options so = {.dir = o->dir, .map_size = o->map_size,
+                        .history_size = o->history_size, .ttl_ns = o->ttl_ns,
+                        .durable = o->durable, .writer = true};
+    if (store_open(&h->st, &so, err, err_size) != 0)
+        goto fail;
     /* Ids go on above every id this directory ever handed out, and from the
      * time base, so a store younger than the clock does not pull them back. */
     int64_t stored_next = store_next_id(h->st);
@@ -715,6 +920,7 @@ int history_open(history **out, shm_region *shm, const history_options *o, char 
     uint64_t last_seq = store_last_seq(h->st);
     atomic_store(&shm->hdr->accepted_seq, last_seq);
     atomic_store(&shm->hdr->committed_seq, last_seq);
+start:
     /* Signals stay with the master's loop. */
     sigset_t all, old;
     sigfillset(&all);
@@ -731,6 +937,7 @@ int history_open(history **out, shm_region *shm, const history_options *o, char 
     return 0;
 fail:
     store_close(h->st);
+    cluster_close(h->cl);
     if (h->wake_fd >= 0)
         close(h->wake_fd);
     free(h->dgram);
@@ -755,6 +962,7 @@ void history_close(history *h)
             log_error("history: join: %s", strerror(rc));
     }
     store_close(h->st);
+    cluster_close(h->cl);
     close(h->wake_fd);
     free(h->dgram);
     free(h->pending_ids.e);

@@ -17,9 +17,12 @@
 #include <stdint.h>
 
 #include "shm/region.h"
+#include "src/common/redis_url.h"
 #include "src/master/notify.h"
 
 struct store;
+struct cluster;
+struct cluster_broadcast;
 
 #define HISTORY_MAX_WAITERS 10000   /* calls waiting for an ack at once; more: RESOURCE_EXHAUSTED */
 #define HISTORY_SWEEP_MS 10000      /* expired entries are swept this often */
@@ -27,9 +30,15 @@ struct store;
 typedef struct history history;
 
 typedef struct {
+    /* Cluster mode (README "Cluster"): the history lives in Redis at
+     * redis_url and dir is unused; else the LMDB store in dir. */
+    const redis_url *redis_url;
+    const char *node_id;
+    int slots;
+    const int *queue_out;      /* cluster mode: each slot's queue, for routed notifications */
     const char *dir;           /* the store's directory (exists) */
     bool durable;              /* false: the private temporary store (no fsync) */
-    uint32_t history_size;     /* > 0 */
+    uint32_t history_size;     /* > 0, or 0 in cluster mode (routing only) */
     uint64_t ttl_ns;
     uint64_t map_size;         /* bytes */
     int marks_fd;              /* the master's queue, reading end */
@@ -45,6 +54,15 @@ typedef struct history_item {
     notify_outcome outcome;       /* what the push did (delivered, offline, ...) */
     bool push;
     bool dup_of_pending;          /* a retry of a caller id not committed yet: not stored */
+    /* Cluster mode: what the APPEND script is asked (RASK_*: route it to a
+     * holder elsewhere, or anywhere), and what it answered (r_status 0:
+     * failed; RAPPEND_*, RROUTE_*, the holder's generation, the cluster seq). */
+    uint8_t ask;
+    bool check_dup;               /* a caller id: a duplicate of it is not stored or sent */
+    uint8_t r_status;
+    uint8_t r_route;
+    uint32_t r_gen;
+    uint64_t r_seq;
     int32_t wait_ack_ms;          /* > 0 and delivered: answered on the ack or the deadline */
     uint64_t deadline_ms;         /* history thread: CLOCK_MONOTONIC ms */
     notify_reply *reply;
@@ -60,8 +78,15 @@ int history_open(history **out, shm_region *shm, const history_options *o, char 
                  size_t err_size);
 
 /* The writer's store, for the gRPC thread to open its own read view of
- * (store_view) before any history_submit. */
+ * (store_view) before any history_submit. NULL in cluster mode. */
 struct store *history_store(history *h);
+
+/* The cluster (cluster.h) in cluster mode, else NULL. */
+struct cluster *history_cluster(history *h);
+
+/* Cluster mode: hand a Broadcast to the history thread, which publishes it
+ * to the other nodes and answers it (cluster_broadcast_start). */
+void history_broadcast(history *h, struct cluster_broadcast *b);
 
 /* A new item for json (copied). NULL: out of memory. */
 history_item *history_item_new(const char *json, size_t len);

@@ -33,6 +33,8 @@
 #include "shm/queue.h"
 #include "shm/region.h"
 #include "shm/store.h"
+#include "src/common/redis_url.h"
+#include "src/master/cluster.h"
 #include "src/master/data_dir.h"
 #include "src/master/grpc_endpoint.h"
 #include "src/master/history.h"
@@ -248,6 +250,56 @@ static void log_exit(int s, pid_t pid, int status, bool expected)
                 WTERMSIG(status), strsignal(WTERMSIG(status)));
 }
 
+/* Cluster mode: a dead worker's users are released in Redis too, so other
+ * nodes stop counting them as connected here (README "Cluster"). They go
+ * to the history thread as RELEASE marks on the master's own queue; what
+ * does not fit is released when a notification for it finds no session. */
+typedef struct {
+    master *m;
+    uint8_t payload[QUEUE_MAX_MARKS * QUEUE_MARK_LEN];
+    size_t count;
+    size_t lost;
+} dead_release;
+
+static void dead_release_flush(dead_release *r)
+{
+    if (r->count == 0)
+        return;
+    queue_msg msg = {.type = QMSG_MARKS, .generation = REGION_MAX_SLOTS, .payload = r->payload,
+                     .payload_len = (uint32_t)(r->count * QUEUE_MARK_LEN)};
+    if (queue_send(r->m->master_queue.sender_end, &msg) != 0)
+        r->lost += r->count;
+    r->count = 0;
+}
+
+static void dead_release_one(void *ctx, int64_t user, uint32_t generation)
+{
+    dead_release *r = ctx;
+    queue_mark mark = {.user = user, .id = generation, .state = QUEUE_MARK_RELEASE};
+    queue_mark_encode(r->payload + r->count * QUEUE_MARK_LEN, &mark);
+    if (++r->count == QUEUE_MAX_MARKS)
+        dead_release_flush(r);
+}
+
+static void master_release_dead(master *m, int slot, uint32_t epoch)
+{
+    dead_release *r = malloc(sizeof *r);
+    if (r == NULL) {
+        log_warn("out of memory releasing worker %d's users in Redis", slot);
+        return;
+    }
+    r->m = m;
+    r->count = r->lost = 0;
+    size_t n = directory_each_of_epoch(m->shm.dir, slot, epoch, dead_release_one, r);
+    dead_release_flush(r);
+    if (n > 0)
+        log_info("cluster: releasing the %zu users of worker %d in Redis", n, slot);
+    if (r->lost > 0)
+        log_warn("cluster: %zu releases of worker %d's users did not fit the queue", r->lost,
+                 slot);
+    free(r);
+}
+
 static void master_reap(master *m)
 {
     int status;
@@ -263,7 +315,10 @@ static void master_reap(master *m)
         m->running--;
         region_slot *rs = &m->shm.hdr->slot[s];
         /* Its users vanish from the directory now; its sockets died with it. */
+        uint32_t dead_epoch = directory_slot_epoch(m->shm.dir, s);
         directory_slot_bump(m->shm.dir, s);
+        if (m->cfg->redis_url != NULL)
+            master_release_dead(m, s, dead_epoch);
         atomic_store(&rs->pid, 0);
         atomic_store(&rs->ready, 0);
         atomic_store(&rs->connections, 0);
@@ -495,11 +550,46 @@ static void master_teardown(master *m)
 
 /* After the workers exist: gRPC's threads start here (workers are exec'd, so
  * later respawns stay safe). The router sends to every slot's queue. */
+/* Cluster mode: the history thread (history.c) with Redis instead of the
+ * store, even without --history-size (it routes between the nodes). */
+static int master_open_cluster(master *m, char *err, size_t err_size)
+{
+    const wsn_config *cfg = m->cfg;
+    redis_url url;
+    if (redis_url_parse(cfg->redis_url, &url, err, err_size) != 0)
+        return -1;
+    history_options o = {
+        .redis_url = &url,
+        .node_id = cfg->node_id,
+        .slots = m->slots,
+        .queue_out = m->queue_out,
+        .history_size = cfg->history_size,
+        .ttl_ns = (uint64_t)cfg->history_ttl * 1000000000u,
+        .marks_fd = m->master_queue.worker_end,
+    };
+    if (history_open(&m->history, &m->shm, &o, err, err_size) != 0)
+        return -1;
+    if (setenv(HANDOFF_INSTANCE_ENV, cluster_instance(history_cluster(m->history)), 1) != 0) {
+        snprintf(err, err_size, "setenv: %s", strerror(errno));
+        return -1;
+    }
+    char where[REDIS_URL_HOST_MAX + 16];
+    redis_url_describe(&url, where, sizeof where);
+    log_info("cluster: node %s (instance %s) on Redis at %s; history: %u per user for %u s",
+             cfg->node_id, cluster_instance(history_cluster(m->history)), where,
+             cfg->history_size, cfg->history_ttl);
+    return 0;
+}
+
 /* Before the workers (they open the store as readers) and before any thread:
  * the store's directory goes to the workers in the environment. */
 static int master_open_history(master *m, char *err, size_t err_size)
 {
     const wsn_config *cfg = m->cfg;
+    for (int i = 0; i < m->slots; i++)
+        m->queue_out[i] = m->slot[i].queue.sender_end;
+    if (cfg->redis_url != NULL)
+        return master_open_cluster(m, err, err_size);
     if (cfg->history_size == 0)
         return 0;
     if (data_dir_prepare(cfg->data_dir, m->store_dir, err, err_size) != 0)
@@ -536,12 +626,12 @@ static void master_close_history(master *m)
 
 static int master_start_grpc(master *m, char *err, size_t err_size)
 {
-    for (int i = 0; i < m->slots; i++)
-        m->queue_out[i] = m->slot[i].queue.sender_end;
     m->router = (router){.shm = &m->shm, .slots = m->slots, .queue_out = m->queue_out,
                          .history = m->history,
+                         .cluster = m->history != NULL ? history_cluster(m->history) : NULL,
+                         .stores = m->cfg->history_size > 0,
                          .ttl_ns = (uint64_t)m->cfg->history_ttl * 1000000000u};
-    if (m->history != NULL &&
+    if (m->history != NULL && history_store(m->history) != NULL &&
         store_view(history_store(m->history), &m->router.view, err, err_size) != 0)
         return -1;
     m->grpc = grpc_endpoint_start(m->cfg->grpc_bind, m->cfg->grpc_port, &m->router, err,
@@ -564,13 +654,7 @@ int master_main(const wsn_config *cfg, char **argv)
     log_setup("master", cfg->log_level);
 
     char err[512];
-    secret_set secrets;
-    if (secrets_load(&secrets, cfg->jwt_secret_file, err, sizeof err) != 0) {
-        fprintf(stderr, "wsnotifyd: %s%s\n", cfg->jwt_secret_file ? "--jwt-secret-file: " : "",
-                err);
-        return 1;
-    }
-    secrets_free(&secrets); /* checked here so a bad setup fails before forking */
+    /* Secrets, keys, TLS and gRPC files: a bad setup fails before forking. */
     if (reload_master_start(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "wsnotifyd: %s\n", err);
         return 1;
@@ -592,8 +676,11 @@ int master_main(const wsn_config *cfg, char **argv)
         goto out;
     }
     if (master_open_history(&m, err, sizeof err) != 0) {
-        fprintf(stderr, "wsnotifyd: --data-dir %s: %s\n",
-                cfg->data_dir != NULL ? cfg->data_dir : "(temporary)", err);
+        if (cfg->redis_url != NULL)
+            fprintf(stderr, "wsnotifyd: --redis: %s\n", err);
+        else
+            fprintf(stderr, "wsnotifyd: --data-dir %s: %s\n",
+                    cfg->data_dir != NULL ? cfg->data_dir : "(temporary)", err);
         goto out;
     }
     if (sd_service_start(&m.systemd, m.base, &m.shm, m.slots) != 0)

@@ -3,6 +3,7 @@
 #include "src/master/notify.h"
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,77 @@ static int check_utf8(const char *field, const char *s, char *err, size_t err_si
     if (!utf8_valid((const uint8_t *)s, strlen(s))) {
         snprintf(err, err_size, "%s is not valid UTF-8", field);
         return -1;
+    }
+    return 0;
+}
+
+/* Code points a link may start with that a client could strip before using
+ * it: every C0 control and space (the WHATWG URL parser drops them), and the
+ * rest of what JavaScript's trim() removes (a client that trims first). */
+static size_t leading_blank_len(const unsigned char *p)
+{
+    if (p[0] != '\0' && p[0] <= 0x20)
+        return 1;
+    static const char *const wide[] = {
+        "\xc2\xa0",     "\xe1\x9a\x80", "\xe2\x80\x80", "\xe2\x80\x81", "\xe2\x80\x82",
+        "\xe2\x80\x83", "\xe2\x80\x84", "\xe2\x80\x85", "\xe2\x80\x86", "\xe2\x80\x87",
+        "\xe2\x80\x88", "\xe2\x80\x89", "\xe2\x80\x8a", "\xe2\x80\xa8", "\xe2\x80\xa9",
+        "\xe2\x80\xaf", "\xe2\x81\x9f", "\xe3\x80\x80", "\xef\xbb\xbf",
+    };
+    for (size_t i = 0; i < sizeof wide / sizeof wide[0]; i++) {
+        size_t n = strlen(wide[i]);
+        if (strncmp((const char *)p, wide[i], n) == 0) /* stops at p's NUL */
+            return n;
+    }
+    return 0;
+}
+
+/* The scheme of link as a browser parses it, lower-cased into out (NUL-
+ * terminated), or "" when it has none (a path, a query, "//host"): leading
+ * blanks dropped, ASCII tab, LF and CR ignored anywhere ("java\tscript:" is
+ * javascript:), then ALPHA *(ALPHA / DIGIT / "+" / "-" / ".") ":". */
+static void link_scheme(const char *link, char *out, size_t out_size)
+{
+    const unsigned char *p = (const unsigned char *)link;
+    size_t skip;
+    while ((skip = leading_blank_len(p)) > 0)
+        p += skip;
+    size_t n = 0;
+    out[0] = '\0';
+    for (; *p != '\0'; p++) {
+        unsigned char c = *p;
+        if (c == '\t' || c == '\n' || c == '\r')
+            continue;
+        if (c == ':') {
+            if (n > 0 && n < out_size)
+                out[n] = '\0';
+            else
+                out[0] = '\0';
+            return;
+        }
+        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        bool more = (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+        if (!(alpha || (n > 0 && more)) || n + 1 >= out_size) {
+            out[0] = '\0';
+            return;
+        }
+        out[n++] = (char)(c | (alpha ? 0x20 : 0));
+    }
+    out[0] = '\0'; /* no ':' at all */
+}
+
+/* A link whose scheme would run code or smuggle content when a client puts
+ * it in an href: refused, whatever the case and the blanks around it. */
+static int check_link(const char *link, char *err, size_t err_size)
+{
+    static const char *const refused[] = {"javascript", "data", "vbscript"};
+    char scheme[16];
+    link_scheme(link, scheme, sizeof scheme);
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        if (strcmp(scheme, refused[i]) == 0) {
+            snprintf(err, err_size, "link: the %s: scheme is not allowed", refused[i]);
+            return -1;
+        }
     }
     return 0;
 }
@@ -59,7 +131,7 @@ int notify_validate(const notify_request *req, char *err, size_t err_size)
         check_utf8("message", message, err, err_size) != 0 ||
         check_utf8("link", link, err, err_size) != 0)
         return -1;
-    return 0;
+    return check_link(link, err, err_size);
 }
 
 void notify_format_timestamp(int64_t unix_seconds, char out[21])

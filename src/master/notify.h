@@ -35,6 +35,7 @@ typedef enum {
     ROUTE_INTERNAL,       /* error says what failed; gRPC INTERNAL */
     ROUTE_EXHAUSTED,      /* too many calls waiting for an ack; gRPC RESOURCE_EXHAUSTED */
     ROUTE_DEFERRED,       /* the results come later, through notify_reply.done */
+    ROUTE_UNAVAILABLE,    /* cluster mode: Redis is needed and out of reach; gRPC UNAVAILABLE */
 } route_status;
 
 typedef struct {
@@ -55,6 +56,24 @@ typedef struct notify_reply {
     char details[256];
     size_t pending;       /* the history's: results not final yet */
 } notify_reply;
+
+/* A Broadcast answered later (cluster mode: once every node has counted its
+ * connections, or after CLUSTER_BROADCAST_WAIT_MS). done runs on the
+ * history thread. */
+typedef struct notify_broadcast_reply {
+    void (*done)(struct notify_broadcast_reply *r);
+    int64_t id;
+    int64_t recipients;
+    route_status status;     /* ROUTE_OK, or ROUTE_UNAVAILABLE with details */
+    char details[256];
+} notify_broadcast_reply;
+
+/* GetNotificationStatus's answer. */
+typedef struct {
+    uint8_t state;            /* STORE_STORED, STORE_SENT, STORE_ACKED */
+    char timestamp[21];       /* when it was accepted */
+    char acked_at[25];        /* "" unless acked */
+} notify_status;
 
 /* Check a request. Returns 0, or -1 with a message naming the field. */
 int notify_validate(const notify_request *req, char *err, size_t err_size);

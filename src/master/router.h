@@ -19,12 +19,15 @@
 
 struct history;
 struct store;
+struct cluster;
 
 typedef struct {
     shm_region *shm;
     int slots;
     const int *queue_out;     /* sender end of each slot's queue */
-    struct history *history;  /* NULL: --history-size 0, nothing stored */
+    struct history *history;  /* NULL: --history-size 0 on a single node (nothing stored) */
+    struct cluster *cluster;  /* cluster mode (README "Cluster"); NULL: a single node */
+    bool stores;              /* --history-size > 0 */
     struct store *view;       /* the gRPC thread's read view of the store (with history) */
     uint64_t ttl_ns;          /* --history-ttl */
     /* Per slot: the second of the last "queue full" line, and calls since. */
@@ -48,19 +51,14 @@ route_status router_send(router *r, const notify_request *req, notify_result *re
                          size_t err_size);
 
 /* Broadcast: checked like a notification (no user), numbered, queued to every
- * worker, not stored. *recipients: the open connections of the workers it was
- * queued to. */
-route_status router_broadcast(router *r, const notify_request *req, int64_t *id,
-                              int64_t *recipients, char *err, size_t err_size);
-
-typedef struct {
-    uint8_t state;            /* STORE_STORED, STORE_SENT, STORE_ACKED */
-    char timestamp[21];       /* when it was accepted */
-    char acked_at[25];        /* "" unless acked */
-} notify_status;
+ * worker, not stored. reply->recipients: the open connections of the workers
+ * it was queued to. ROUTE_OK with reply filled, or (cluster mode)
+ * ROUTE_DEFERRED: reply->done is called once the other nodes have counted. */
+route_status router_broadcast(router *r, const notify_request *req,
+                              notify_broadcast_reply *reply, char *err, size_t err_size);
 
 /* GetNotificationStatus. Returns 0 (found), 1 (not in the user's history), -1
- * (the store failed). */
+ * (the store failed), 2 (cluster mode: Redis out of reach). */
 int router_status(router *r, int64_t user, int64_t id, notify_status *out);
 
 #endif

@@ -42,9 +42,10 @@ FAMILIES = {
     "wsnotify_delivery_latency_seconds": "histogram",
 }
 AUTH_REASONS = ["missing_token", "malformed_token", "bad_algorithm", "bad_signature",
-                "missing_exp", "token_expired", "missing_user_id", "bad_email"]
+                "missing_exp", "token_expired", "missing_user_id", "bad_email",
+                "token_not_yet_valid", "bad_audience", "bad_issuer"]
 OUTCOMES = ["delivered", "offline", "dropped", "invalid", "not_pushed", "unavailable", "internal",
-            "duplicate", "exhausted"]
+            "duplicate", "exhausted", "unauthenticated"]
 LATENCY = "wsnotify_delivery_latency_seconds"
 
 

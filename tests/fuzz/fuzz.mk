@@ -80,16 +80,19 @@ FUZZ_DEPS = $(srcdir)/tests/fuzz/fuzz.h $(srcdir)/tests/fuzz/fuzz.mk
 # that, changed, must rebuild it). A parser that starts calling another
 # module needs that module's .c added here (the link says which).
 FUZZ_HTTP_REQUEST_SRC = $(srcdir)/tests/fuzz/fuzz_http_request.c $(srcdir)/workers/http_request.c \
-	$(srcdir)/src/common/decimal.c
-FUZZ_HTTP_REQUEST_HDR = $(srcdir)/workers/http_request.h $(srcdir)/src/common/decimal.h
+	$(srcdir)/src/common/decimal.c $(srcdir)/src/common/percent.c
+FUZZ_HTTP_REQUEST_HDR = $(srcdir)/workers/http_request.h $(srcdir)/src/common/decimal.h \
+	$(srcdir)/src/common/percent.h
 FUZZ_WS_FRAME_SRC = $(srcdir)/tests/fuzz/fuzz_ws_frame.c $(srcdir)/workers/ws_frame.c \
 	$(srcdir)/src/common/utf8.c
 FUZZ_WS_FRAME_HDR = $(srcdir)/workers/ws_frame.h $(srcdir)/src/common/utf8.h
 FUZZ_UTF8_SRC = $(srcdir)/tests/fuzz/fuzz_utf8.c $(srcdir)/src/common/utf8.c
 FUZZ_UTF8_HDR = $(srcdir)/src/common/utf8.h
 FUZZ_JWT_SRC = $(srcdir)/tests/fuzz/fuzz_jwt.c $(srcdir)/src/common/auth.c \
+	$(srcdir)/src/common/jwt_keys.c $(srcdir)/src/common/rfile.c $(srcdir)/src/common/errbuf.c \
 	$(srcdir)/src/common/decimal.c $(srcdir)/src/common/utf8.c
 FUZZ_JWT_HDR = $(srcdir)/src/common/auth.h $(srcdir)/src/common/secrets.h \
+	$(srcdir)/src/common/jwt_keys.h $(srcdir)/src/common/rfile.h $(srcdir)/src/common/errbuf.h \
 	$(srcdir)/src/common/decimal.h $(srcdir)/src/common/utf8.h
 FUZZ_WS_MESSAGE_SRC = $(srcdir)/tests/fuzz/fuzz_ws_message.c $(srcdir)/workers/ws_message.c
 FUZZ_WS_MESSAGE_HDR = $(srcdir)/workers/ws_message.h

@@ -18,13 +18,16 @@
 #define FIELDS_LEN 41u /* byte 0 and five 8-byte words */
 
 /* The rules of queue.h, written out independently of queue.c. */
-static bool rules_allow(uint8_t type, int64_t user, uint32_t payload_len)
+static bool rules_allow(uint8_t type, int64_t user, uint32_t payload_len, uint64_t seq)
 {
     if (payload_len > QUEUE_MAX_PAYLOAD)
         return false;
     switch (type) {
     case QMSG_NOTIFY:
+    case QMSG_ROUTED:
         return user > 0;
+    case QMSG_SIGNAL:
+        return user > 0 && payload_len == 0 && (seq == QSIGNAL_RELEASED || seq == QSIGNAL_BARRIER);
     case QMSG_EVICT:
         return user > 0 && payload_len == 0;
     case QMSG_BROADCAST:
@@ -52,7 +55,7 @@ static void check_marks(const queue_msg *m)
 static void check_decoded(const uint8_t *buf, size_t len, const queue_msg *m)
 {
     FUZZ_ASSERT(len >= QUEUE_HEADER_LEN && len <= QUEUE_MAX_DATAGRAM);
-    FUZZ_ASSERT(rules_allow(m->type, m->user, m->payload_len));
+    FUZZ_ASSERT(rules_allow(m->type, m->user, m->payload_len, m->seq));
     FUZZ_ASSERT((size_t)m->payload_len == len - QUEUE_HEADER_LEN);
     if (m->payload_len == 0)
         FUZZ_ASSERT(m->payload == NULL);
@@ -103,7 +106,7 @@ static void encode_decode(const uint8_t *data, size_t size)
     if (out == NULL)
         abort();
     size_t n = queue_msg_encode(out, cap, &m);
-    FUZZ_ASSERT(rules_allow(m.type, m.user, m.payload_len) == (n != 0));
+    FUZZ_ASSERT(rules_allow(m.type, m.user, m.payload_len, m.seq) == (n != 0));
     if (n != 0) {
         FUZZ_ASSERT(n == cap);
         queue_msg back;

@@ -1,5 +1,7 @@
-/* test_auth.c — unit tests for secret loading (src/secrets.c) and JWT
- * verification/minting (workers/auth.c).
+/* test_auth.c — unit tests for secret loading (src/common/secrets.c) and JWT
+ * verification/minting (src/common/auth.c) with HS256: shapes, alg, signature,
+ * and the claims (exp, nbf, aud, iss, user, email). The public-key
+ * algorithms are in test_jwt_keys.c.
  *
  * Most tokens are built here by hand with OpenSSL HMAC, so that the tests
  * do not depend on libjwt (which also mints) to agree with itself. */
@@ -421,8 +423,9 @@ START_TEST(token_signature_rules)
     ck_assert_int_eq(verify(&one, tok, &c), AUTH_OK);
     ck_assert_int_eq(verify(&two, tok, &c), AUTH_OK); /* second secret verifies */
     ck_assert_int_eq(c.user_id, 5);
-    ck_assert_int_eq(verify(&none, tok, &c), AUTH_BAD_SIGNATURE);
-    ck_assert_int_eq(auth_verify_token(NULL, tok, strlen(tok), NOW, &c), AUTH_BAD_SIGNATURE);
+    /* No secret at all: HS256 is not an algorithm this server accepts. */
+    ck_assert_int_eq(verify(&none, tok, &c), AUTH_BAD_ALG);
+    ck_assert_int_eq(auth_verify_token(NULL, tok, strlen(tok), NOW, &c), AUTH_BAD_ALG);
 
     /* Tampered payload, original signature. */
     char *forged = make_token("{\"user_id\":6,\"exp\":1700000100}", "right");
@@ -616,6 +619,150 @@ START_TEST(token_email_rules)
 }
 END_TEST
 
+/* An HS256 token with payload under "k", checked with the claim rules. */
+static auth_result verify_rules(const char *payload, const char *audience, const char *issuer)
+{
+    secret_set s = SET("k");
+    auth_verifier v = {.secrets = &s, .audience = audience, .issuer = issuer};
+    char *tok = make_token(payload, "k");
+    auth_claims c;
+    auth_result r = auth_verify(&v, tok, strlen(tok), NOW, &c);
+    if (r != AUTH_OK)
+        ck_assert_int_eq(c.user_id, 0);
+    free(tok);
+    secrets_free(&s);
+    return r;
+}
+
+START_TEST(token_nbf)
+{
+    ck_assert_int_eq(verify_rules("{\"user_id\":1,\"exp\":1700000100,\"nbf\":1700000000}", NULL, NULL),
+                     AUTH_OK);
+    ck_assert_int_eq(verify_rules("{\"user_id\":1,\"exp\":1700000100,\"nbf\":1}", NULL, NULL),
+                     AUTH_OK);
+    ck_assert_int_eq(verify_rules("{\"user_id\":1,\"exp\":1700000100,\"nbf\":1700000001}", NULL, NULL),
+                     AUTH_NOT_YET_VALID);
+    ck_assert_int_eq(verify_rules("{\"user_id\":1,\"exp\":1700000100,\"nbf\":1700000000.5}", NULL,
+                                  NULL),
+                     AUTH_NOT_YET_VALID);
+    ck_assert_int_eq(verify_rules("{\"user_id\":1,\"exp\":1700000100,\"nbf\":1.6e9}", NULL, NULL),
+                     AUTH_OK);
+    const char *unreadable[] = {"\"1\"", "null", "true", "[1]", "{}", "1e400"};
+    for (size_t i = 0; i < sizeof unreadable / sizeof unreadable[0]; i++) {
+        char payload[128];
+        snprintf(payload, sizeof payload, "{\"user_id\":1,\"exp\":1700000100,\"nbf\":%s}",
+                 unreadable[i]);
+        ck_assert_msg(verify_rules(payload, NULL, NULL) == AUTH_NOT_YET_VALID, "nbf %s",
+                      unreadable[i]);
+    }
+    /* exp first: an expired token is token_expired whatever its nbf. */
+    ck_assert_int_eq(verify_rules("{\"user_id\":1,\"exp\":5,\"nbf\":1800000000}", NULL, NULL),
+                     AUTH_EXPIRED);
+}
+END_TEST
+
+START_TEST(token_audience_and_issuer)
+{
+    const char *p_none = "{\"user_id\":1,\"exp\":1700000100}";
+    const char *p_both = "{\"user_id\":1,\"exp\":1700000100,\"aud\":\"wsn\",\"iss\":\"idp\"}";
+    const char *p_arr = "{\"user_id\":1,\"exp\":1700000100,\"aud\":[\"x\",\"wsn\"],\"iss\":\"idp\"}";
+    ck_assert_int_eq(verify_rules(p_none, NULL, NULL), AUTH_OK);
+    ck_assert_int_eq(verify_rules(p_both, NULL, NULL), AUTH_OK);
+    ck_assert_int_eq(verify_rules(p_both, "wsn", "idp"), AUTH_OK);
+    ck_assert_int_eq(verify_rules(p_arr, "wsn", "idp"), AUTH_OK);
+    ck_assert_int_eq(verify_rules(p_none, "wsn", NULL), AUTH_BAD_AUDIENCE);
+    ck_assert_int_eq(verify_rules(p_none, NULL, "idp"), AUTH_BAD_ISSUER);
+    ck_assert_int_eq(verify_rules(p_both, "other", NULL), AUTH_BAD_AUDIENCE);
+    ck_assert_int_eq(verify_rules(p_both, NULL, "IDP"), AUTH_BAD_ISSUER);
+    ck_assert_int_eq(verify_rules(p_arr, "x2", "idp"), AUTH_BAD_AUDIENCE);
+    /* An embedded NUL does not make "wsn\u0000x" equal to "wsn". */
+    ck_assert_int_eq(
+        verify_rules("{\"user_id\":1,\"exp\":1700000100,\"aud\":\"wsn\\u0000x\"}", "wsn", NULL),
+        AUTH_BAD_AUDIENCE);
+    ck_assert_int_eq(
+        verify_rules("{\"user_id\":1,\"exp\":1700000100,\"iss\":\"idp\\u0000\"}", NULL, "idp"),
+        AUTH_BAD_ISSUER);
+    /* The issuer is checked before the audience, both before the user. */
+    ck_assert_int_eq(verify_rules("{\"exp\":1700000100}", "wsn", "idp"), AUTH_BAD_ISSUER);
+    ck_assert_int_eq(verify_rules("{\"exp\":1700000100,\"iss\":\"idp\"}", "wsn", "idp"),
+                     AUTH_BAD_AUDIENCE);
+    ck_assert_int_eq(verify_rules("{\"exp\":1700000100,\"iss\":\"idp\",\"aud\":\"wsn\"}", "wsn",
+                                  "idp"),
+                     AUTH_NO_USER);
+}
+END_TEST
+
+START_TEST(token_crit_header_refused)
+{
+    auth_claims c;
+    secret_set s = SET("k");
+    char *tok = make_token_sig("{\"alg\":\"HS256\",\"crit\":[\"exp\"]}",
+                               "{\"user_id\":1,\"exp\":1700000100}", "k", NULL);
+    ck_assert_int_eq(verify(&s, tok, &c), AUTH_MALFORMED);
+    free(tok);
+    /* Key-naming headers are ignored: keys come from the operator only. */
+    tok = make_token_sig("{\"alg\":\"HS256\",\"jku\":\"https://evil/\",\"jwk\":{\"kty\":\"oct\"},"
+                         "\"x5u\":\"https://evil/\",\"kid\":\"../../x\"}",
+                         "{\"user_id\":1,\"exp\":1700000100}", "k", NULL);
+    ck_assert_int_eq(verify(&s, tok, &c), AUTH_OK);
+    free(tok);
+    secrets_free(&s);
+}
+END_TEST
+
+START_TEST(mint_hs256_with_claims)
+{
+    secret_set s = SET("signing", "older");
+    auth_mint m = {.user_id = 9, .email = "n@x", .exp = NOW + 100, .nbf = NOW - 5,
+                   .audience = "wsn", .issuer = "me"};
+    char *tok = auth_token_mint(&m, &s, NULL);
+    ck_assert_ptr_nonnull(tok);
+    ck_assert_int_eq(strncmp(tok, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37), 0);
+    auth_verifier v = {.secrets = &s, .audience = "wsn", .issuer = "me"};
+    auth_claims c;
+    ck_assert_int_eq(auth_verify(&v, tok, strlen(tok), NOW, &c), AUTH_OK);
+    ck_assert_int_eq(c.user_id, 9);
+    ck_assert_str_eq(c.email, "n@x");
+    secret_set older = SET("older");
+    ck_assert_int_eq(verify(&older, tok, &c), AUTH_BAD_SIGNATURE);
+    free(tok);
+    m.nbf = 0;
+    m.audience = NULL;
+    tok = auth_token_mint(&m, &s, NULL);
+    ck_assert_int_eq(auth_verify(&v, tok, strlen(tok), NOW, &c), AUTH_BAD_AUDIENCE);
+    free(tok);
+    m.user_id = 0;
+    ck_assert_ptr_null(auth_token_mint(&m, &s, NULL));
+    m.user_id = 1;
+    secret_set none = EMPTY_SET();
+    ck_assert_ptr_null(auth_token_mint(&m, &none, NULL));
+    ck_assert_ptr_null(auth_token_mint(&m, NULL, NULL));
+    ck_assert_ptr_null(auth_token_mint(NULL, &s, NULL));
+    secrets_free(&older);
+    secrets_free(&s);
+}
+END_TEST
+
+START_TEST(secrets_optional_with_keys)
+{
+    secret_set s;
+    char err[256] = "";
+    ck_assert_int_eq(unsetenv("JWT_SECRET"), 0);
+    ck_assert_int_eq(secrets_load_if_any(&s, NULL, err, sizeof err), 1);
+    ck_assert_uint_eq(s.count, 0);
+    ck_assert_int_eq(setenv("JWT_SECRET", "  ", 1), 0);
+    ck_assert_int_eq(secrets_load_if_any(&s, NULL, err, sizeof err), 1);
+    ck_assert_int_eq(setenv("JWT_SECRET", "x", 1), 0);
+    ck_assert_int_eq(secrets_load_if_any(&s, NULL, err, sizeof err), 0);
+    ck_assert_uint_eq(s.count, 1);
+    secrets_free(&s);
+    /* A secret file that was asked for must load. */
+    ck_assert_int_eq(secrets_load_if_any(&s, "/nonexistent/secret", err, sizeof err), -1);
+    ck_assert_msg(strstr(err, "/nonexistent/secret") != NULL, "%s", err);
+    ck_assert_int_eq(unsetenv("JWT_SECRET"), 0);
+}
+END_TEST
+
 START_TEST(reasons)
 {
     ck_assert_str_eq(auth_result_reason(AUTH_MISSING), "missing_token");
@@ -626,6 +773,9 @@ START_TEST(reasons)
     ck_assert_str_eq(auth_result_reason(AUTH_EXPIRED), "token_expired");
     ck_assert_str_eq(auth_result_reason(AUTH_NO_USER), "missing_user_id");
     ck_assert_str_eq(auth_result_reason(AUTH_BAD_EMAIL), "bad_email");
+    ck_assert_str_eq(auth_result_reason(AUTH_NOT_YET_VALID), "token_not_yet_valid");
+    ck_assert_str_eq(auth_result_reason(AUTH_BAD_AUDIENCE), "bad_audience");
+    ck_assert_str_eq(auth_result_reason(AUTH_BAD_ISSUER), "bad_issuer");
     ck_assert_str_eq(auth_result_reason(AUTH_OK), "ok");
     ck_assert_str_eq(auth_result_reason(AUTH_RESULT_COUNT), "unknown");
 }
@@ -710,6 +860,11 @@ static Suite *auth_suite(void)
     tcase_add_test(tokens, token_malformed);
     tcase_add_test(tokens, token_length_limit);
     tcase_add_test(tokens, token_email_rules);
+    tcase_add_test(tokens, token_nbf);
+    tcase_add_test(tokens, token_audience_and_issuer);
+    tcase_add_test(tokens, token_crit_header_refused);
+    tcase_add_test(tokens, mint_hs256_with_claims);
+    tcase_add_test(secrets, secrets_optional_with_keys);
     tcase_add_test(tokens, reasons);
     tcase_add_test(tokens, create_round_trip);
     tcase_add_test(tokens, secret_file_to_token);

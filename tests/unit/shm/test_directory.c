@@ -281,6 +281,51 @@ START_TEST(test_slot_bump)
 }
 END_TEST
 
+typedef struct {
+    int64_t users[8];
+    uint32_t gens[8];
+    size_t n;
+} seen_list;
+
+static void note_entry(void *ctx, int64_t user, uint32_t generation)
+{
+    seen_list *s = ctx;
+    ck_assert_uint_lt(s->n, 8);
+    s->users[s->n] = user;
+    s->gens[s->n++] = generation;
+}
+
+/* A dead worker's entries can still be listed once its epoch is bumped (the
+ * master releases them in Redis), and only they. */
+START_TEST(test_each_of_dead_epoch)
+{
+    region r;
+    region_open(&r, 16);
+    directory *d = r.d;
+    uint32_t e0 = directory_slot_epoch(d, 0);
+    dir_holder a = conn_in(d, 0), b = conn_in(d, 0), c = conn_in(d, 1), gone = conn_in(d, 0);
+    claim_ok(d, 1, &a);
+    claim_ok(d, 2, &b);
+    claim_ok(d, 3, &c);
+    claim_ok(d, 4, &gone);
+    ck_assert(directory_release(d, 4, gone.generation));
+    directory_slot_bump(d, 0);
+    seen_list s = {0};
+    ck_assert_uint_eq(directory_each_of_epoch(d, 0, e0, note_entry, &s), 2);
+    ck_assert_uint_eq(s.n, 2);
+    for (size_t i = 0; i < s.n; i++) {
+        ck_assert(s.users[i] == 1 || s.users[i] == 2);
+        ck_assert_uint_eq(s.gens[i], s.users[i] == 1 ? a.generation : b.generation);
+    }
+    seen_list none = {0};
+    ck_assert_uint_eq(directory_each_of_epoch(d, 0, e0 + 1, note_entry, &none), 0);
+    ck_assert_uint_eq(directory_each_of_epoch(d, 1, directory_slot_epoch(d, 1), note_entry,
+                                              &none), 1);
+    ck_assert_uint_eq(directory_each_of_epoch(d, -1, 0, note_entry, &none), 0);
+    region_close(&r);
+}
+END_TEST
+
 START_TEST(test_stale_entry_respects_capacity)
 {
     region r;
@@ -778,6 +823,7 @@ static Suite *directory_suite(void)
     tcase_add_test(tc, test_invalid_arguments);
     tcase_add_test(tc, test_capacity);
     tcase_add_test(tc, test_slot_bump);
+    tcase_add_test(tc, test_each_of_dead_epoch);
     tcase_add_test(tc, test_stale_entry_respects_capacity);
     tcase_add_test(tc, test_stale_status);
     tcase_add_test(tc, test_capacity_with_tombstones);

@@ -1084,6 +1084,7 @@ END_TEST
 #define directory_release crash_directory_release
 #define directory_lookup crash_directory_lookup
 #define directory_count crash_directory_count
+#define directory_each_of_epoch crash_directory_each_of_epoch
 
 /* The renamed copy's prototypes, which its own #include of the header (done
  * already) cannot provide. */
@@ -1098,6 +1099,9 @@ dir_status directory_claim(directory *d, int64_t user, const dir_holder *me, dir
 bool directory_release(directory *d, int64_t user, uint32_t generation);
 bool directory_lookup(const directory *d, int64_t user, dir_holder *out);
 uint32_t directory_count(const directory *d);
+size_t directory_each_of_epoch(const directory *d, int slot, uint32_t epoch,
+                               void (*fn)(void *ctx, int64_t user, uint32_t generation),
+                               void *ctx);
 
 #define DIRECTORY_CRASH_POINTS 1
 #include "shm/directory.c"

@@ -162,6 +162,113 @@ START_TEST(test_socket_pair)
 }
 END_TEST
 
+START_TEST(test_routed_round_trip)
+{
+    const char *json = "{\"type\":\"notification\",\"id\":5}";
+    queue_msg m = {.type = QMSG_ROUTED, .user = 42, .generation = 9,
+                   .accepted_ns = UINT64_C(1700000000000000123), .id = 5,
+                   .seq = (UINT64_C(1) << 53) - 1,
+                   .payload = (const uint8_t *)json, .payload_len = (uint32_t)strlen(json)};
+    uint8_t buf[256];
+    size_t n = queue_msg_encode(buf, sizeof buf, &m);
+    ck_assert_uint_eq(n, QUEUE_HEADER_LEN + strlen(json));
+    ck_assert_uint_eq(buf[3], QMSG_ROUTED);
+    queue_msg d;
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    ck_assert_int_eq(d.type, QMSG_ROUTED);
+    ck_assert_int_eq(d.user, 42);
+    ck_assert_uint_eq(d.generation, 9);
+    ck_assert_uint_eq(d.accepted_ns, UINT64_C(1700000000000000123));
+    ck_assert_int_eq(d.id, 5);
+    ck_assert_uint_eq(d.seq, (UINT64_C(1) << 53) - 1);
+    ck_assert_uint_eq(d.payload_len, strlen(json));
+    ck_assert_ptr_eq(d.payload, buf + QUEUE_HEADER_LEN);
+    ck_assert_mem_eq(d.payload, json, strlen(json));
+    /* seq 0 (not stored) and an empty payload are fine; user 0 is not. */
+    m.seq = 0;
+    m.payload_len = 0;
+    m.payload = NULL;
+    n = queue_msg_encode(buf, sizeof buf, &m);
+    ck_assert_uint_eq(n, QUEUE_HEADER_LEN);
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    ck_assert_uint_eq(d.seq, 0);
+    ck_assert_ptr_null(d.payload);
+    m.user = 0;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0);
+    m.user = 1;
+    n = queue_msg_encode(buf, sizeof buf, &m);
+    memset(buf + 8, 0, 8); /* user 0 on the wire */
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), -1);
+}
+END_TEST
+
+START_TEST(test_signal)
+{
+    uint8_t buf[128];
+    queue_msg d;
+    const uint64_t signals[] = {QSIGNAL_RELEASED, QSIGNAL_BARRIER};
+    for (size_t i = 0; i < 2; i++) {
+        queue_msg m = {.type = QMSG_SIGNAL, .user = INT64_MAX - (int64_t)i,
+                       .generation = UINT64_MAX - i, .seq = signals[i]};
+        size_t n = queue_msg_encode(buf, sizeof buf, &m);
+        ck_assert_uint_eq(n, QUEUE_HEADER_LEN);
+        ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+        ck_assert_int_eq(d.type, QMSG_SIGNAL);
+        ck_assert_int_eq(d.user, INT64_MAX - (int64_t)i);
+        ck_assert_uint_eq(d.generation, UINT64_MAX - i);
+        ck_assert_uint_eq(d.seq, signals[i]);
+        ck_assert_uint_eq(d.payload_len, 0);
+        ck_assert_ptr_null(d.payload);
+    }
+
+    /* Refused by the encoder: a payload, another seq, user 0 or negative. */
+    const uint8_t payload[4] = {'{', '}', ' ', ' '};
+    queue_msg m = {.type = QMSG_SIGNAL, .user = 7, .generation = 3, .seq = QSIGNAL_BARRIER,
+                   .payload = payload, .payload_len = 2};
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0);
+    m.payload = NULL;
+    m.payload_len = 0;
+    const uint64_t bad_seqs[] = {0, 3, 4, 255, UINT64_MAX};
+    for (size_t i = 0; i < sizeof bad_seqs / sizeof bad_seqs[0]; i++) {
+        m.seq = bad_seqs[i];
+        ck_assert_msg(queue_msg_encode(buf, sizeof buf, &m) == 0, "seq %zu encoded", i);
+    }
+    m.seq = QSIGNAL_RELEASED;
+    m.user = 0;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0);
+    m.user = -1;
+    ck_assert_uint_eq(queue_msg_encode(buf, sizeof buf, &m), 0);
+
+    /* Refused by the decoder: the same, on the wire. */
+    m.user = 7;
+    size_t n = queue_msg_encode(buf, sizeof buf, &m);
+    ck_assert_uint_eq(n, QUEUE_HEADER_LEN);
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    uint8_t copy[128];
+    for (size_t i = 0; i < sizeof bad_seqs / sizeof bad_seqs[0]; i++) {
+        memcpy(copy, buf, n);
+        for (int b = 0; b < 8; b++)
+            copy[40 + b] = (uint8_t)(bad_seqs[i] >> (8 * b));
+        ck_assert_msg(queue_msg_decode(copy, n, &d) == -1, "seq %zu decoded", i);
+    }
+    memcpy(copy, buf, n);
+    memset(copy + 8, 0, 8); /* user 0 */
+    ck_assert_int_eq(queue_msg_decode(copy, n, &d), -1);
+    memset(copy + 8, 0xff, 8); /* user -1 */
+    ck_assert_int_eq(queue_msg_decode(copy, n, &d), -1);
+    /* A ROUTED datagram with a payload, retyped as a SIGNAL (its seq valid). */
+    queue_msg r = {.type = QMSG_ROUTED, .user = 7, .generation = 3, .seq = QSIGNAL_RELEASED,
+                   .payload = payload, .payload_len = sizeof payload};
+    n = queue_msg_encode(buf, sizeof buf, &r);
+    ck_assert_uint_eq(n, QUEUE_HEADER_LEN + sizeof payload);
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+    buf[3] = QMSG_SIGNAL;
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), -1);
+    buf[3] = QMSG_ROUTED;
+    ck_assert_int_eq(queue_msg_decode(buf, n, &d), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("queue");
@@ -171,6 +278,8 @@ int main(void)
     tcase_add_test(tc, test_marks_round_trip);
     tcase_add_test(tc, test_truncated_and_corrupt);
     tcase_add_test(tc, test_socket_pair);
+    tcase_add_test(tc, test_routed_round_trip);
+    tcase_add_test(tc, test_signal);
     suite_add_tcase(s, tc);
     return check_run_suite(s);
 }

@@ -53,7 +53,7 @@ static void render(const shm_region *r, exposition *e)
 {
     e->text = malloc(METRICS_MAX_TEXT + 1);
     ck_assert_ptr_nonnull(e->text);
-    size_t len = metrics_render(r, e->text, METRICS_MAX_TEXT + 1);
+    size_t len = metrics_render(r, NULL, e->text, METRICS_MAX_TEXT + 1);
     ck_assert_uint_gt(len, 0);
     ck_assert_uint_le(len, METRICS_MAX_TEXT);
     ck_assert_int_eq(e->text[len - 1], '\n');
@@ -437,8 +437,8 @@ START_TEST(test_size_bound)
     free(e.text);
     /* Too small a buffer is refused, never truncated. */
     char small[512];
-    ck_assert_uint_eq(metrics_render(&r, small, sizeof small), 0);
-    ck_assert_uint_eq(metrics_render(&r, small, 0), 0);
+    ck_assert_uint_eq(metrics_render(&r, NULL, small, sizeof small), 0);
+    ck_assert_uint_eq(metrics_render(&r, NULL, small, 0), 0);
     region_detach(&r);
 }
 END_TEST

@@ -1,0 +1,216 @@
+/* test_grpc_access.c — unit tests for who may call the gRPC port
+ * (src/master/grpc_access.c): the bearer check (scheme, blanks, wrong and
+ * missing tokens, a reload that fails keeps the old tokens, one that works
+ * replaces them), and the TLS files checked at start (each bad one named).
+ * Certificates are made with the openssl command in a temporary directory. */
+#include <check.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "src/common/config.h"
+#include "src/master/grpc_access.h"
+#include "tests/check_main.h"
+
+#define TOKEN_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define TOKEN_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static char dir[64];
+
+static char *path_of(const char *name)
+{
+    static char buf[8][160];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    return p;
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[1200];
+    snprintf(full, sizeof full, "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
+    ck_assert_msg(system(full) == 0, "failed: %s", cmd);
+}
+
+static void setup_files(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/wsn-test-grpc-access-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    sh("printf '%%s\\n\\n%%s\\n' " TOKEN_A " " TOKEN_B " > tokens");
+    sh("printf '%%s\\n' " TOKEN_B " > tokens-b");
+    sh("printf 'short\\n' > tokens-bad");
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+       "-out ca.pem -subj /CN=ca -days 2");
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem "
+       "-out cert.pem -subj /CN=localhost -days 2");
+    sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other-key.pem");
+    sh("echo 'not a certificate' > garbage.pem");
+    sh("(cat ca.pem; printf -- '-----BEGIN CERTIFICATE-----\\nAAAA\\n"
+       "-----END CERTIFICATE-----\\n') > broken-ca.pem");
+}
+
+static void teardown_files(void)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static wsn_config cfg_with(const char *tokens, const char *cert, const char *key, const char *ca)
+{
+    wsn_config c;
+    config_defaults(&c);
+    c.grpc_token_file = tokens ? path_of(tokens) : NULL;
+    c.grpc_tls_cert = cert ? path_of(cert) : NULL;
+    c.grpc_tls_key = key ? path_of(key) : NULL;
+    c.grpc_client_ca = ca ? path_of(ca) : NULL;
+    return c;
+}
+
+static grpc_access_result bearer(const char *v)
+{
+    return grpc_access_check_bearer(v, strlen(v));
+}
+
+START_TEST(no_token_file_lets_everyone_in)
+{
+    wsn_config c = cfg_with(NULL, NULL, NULL, NULL);
+    char err[512] = "";
+    ck_assert_msg(grpc_access_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert(!grpc_access_tokens_required());
+    ck_assert_int_eq(bearer("anything"), GRPC_ACCESS_OK);
+    grpc_access_free();
+}
+END_TEST
+
+START_TEST(bearer_rules)
+{
+    wsn_config c = cfg_with("tokens", NULL, NULL, NULL);
+    char err[512] = "";
+    ck_assert_msg(grpc_access_load(&c, err, sizeof err) == 0, "%s", err);
+    ck_assert(grpc_access_tokens_required());
+    ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_OK);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_B), GRPC_ACCESS_OK);
+    ck_assert_int_eq(bearer("bearer " TOKEN_A), GRPC_ACCESS_OK);
+    ck_assert_int_eq(bearer("BEARER \t " TOKEN_A "  "), GRPC_ACCESS_OK);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_A "a"), GRPC_ACCESS_WRONG_TOKEN);
+    ck_assert_int_eq(bearer("Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), GRPC_ACCESS_WRONG_TOKEN);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_A " " TOKEN_B), GRPC_ACCESS_WRONG_TOKEN);
+    ck_assert_int_eq(bearer(TOKEN_A), GRPC_ACCESS_NOT_BEARER);
+    ck_assert_int_eq(bearer("Basic " TOKEN_A), GRPC_ACCESS_NOT_BEARER);
+    ck_assert_int_eq(bearer("Bearer"), GRPC_ACCESS_NOT_BEARER);
+    ck_assert_int_eq(bearer("Bearer    "), GRPC_ACCESS_NOT_BEARER);
+    ck_assert_int_eq(bearer("Bearer:" TOKEN_A), GRPC_ACCESS_NOT_BEARER);
+    ck_assert_int_eq(bearer(""), GRPC_ACCESS_NOT_BEARER);
+    /* The value is not NUL-terminated in gRPC's slices: only len counts. */
+    ck_assert_int_eq(grpc_access_check_bearer("Bearer " TOKEN_A "zzz", 7 + 32), GRPC_ACCESS_OK);
+    ck_assert_ptr_null(strstr(grpc_access_reason(GRPC_ACCESS_WRONG_TOKEN), TOKEN_A));
+    ck_assert_str_ne(grpc_access_reason(GRPC_ACCESS_NO_TOKEN), "");
+    grpc_access_free();
+    ck_assert(!grpc_access_tokens_required());
+}
+END_TEST
+
+START_TEST(token_reload)
+{
+    wsn_config c = cfg_with("tokens", NULL, NULL, NULL);
+    char err[512] = "";
+    ck_assert_msg(grpc_access_load(&c, err, sizeof err) == 0, "%s", err);
+    /* A broken file: the old tokens stay. */
+    c.grpc_token_file = path_of("tokens-bad");
+    grpc_access_reload(&c);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_OK);
+    c.grpc_token_file = path_of("missing");
+    grpc_access_reload(&c);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_OK);
+    /* A good one replaces them all. */
+    c.grpc_token_file = path_of("tokens-b");
+    grpc_access_reload(&c);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_WRONG_TOKEN);
+    ck_assert_int_eq(bearer("Bearer " TOKEN_B), GRPC_ACCESS_OK);
+    grpc_access_free();
+}
+END_TEST
+
+static void load_fails(wsn_config c, const char *names, const char *says)
+{
+    char err[768] = "";
+    ck_assert_int_eq(grpc_access_load(&c, err, sizeof err), -1);
+    ck_assert_msg(strstr(err, names) != NULL, "'%s' does not name %s", err, names);
+    ck_assert_msg(says == NULL || strstr(err, says) != NULL, "'%s' does not say %s", err, says);
+    ck_assert(!grpc_access_tokens_required());
+}
+
+START_TEST(bad_files_named_at_start)
+{
+    load_fails(cfg_with("tokens-bad", NULL, NULL, NULL), "--grpc-token-file", "tokens-bad:1");
+    load_fails(cfg_with("missing", NULL, NULL, NULL), "--grpc-token-file", "missing");
+    load_fails(cfg_with(NULL, "garbage.pem", "key.pem", NULL), "garbage.pem", NULL);
+    load_fails(cfg_with(NULL, "missing.pem", "key.pem", NULL), "missing.pem", NULL);
+    load_fails(cfg_with(NULL, "cert.pem", "other-key.pem", NULL), "other-key.pem",
+               "does not match");
+    load_fails(cfg_with(NULL, "cert.pem", "garbage.pem", NULL), "garbage.pem", NULL);
+    load_fails(cfg_with(NULL, "cert.pem", "key.pem", "garbage.pem"), "--grpc-client-ca",
+               "garbage.pem");
+    load_fails(cfg_with(NULL, "cert.pem", "key.pem", "broken-ca.pem"), "broken-ca.pem",
+               "certificate 2");
+    load_fails(cfg_with(NULL, "cert.pem", "key.pem", "missing-ca.pem"), "missing-ca.pem", NULL);
+    /* A token file that is fine does not hide a bad certificate. */
+    load_fails(cfg_with("tokens", "cert.pem", "other-key.pem", NULL), "other-key.pem", NULL);
+}
+END_TEST
+
+START_TEST(tls_credentials)
+{
+    grpc_init();
+    wsn_config c = cfg_with(NULL, "cert.pem", "key.pem", "ca.pem");
+    char err[768] = "";
+    ck_assert_msg(grpc_access_load(&c, err, sizeof err) == 0, "%s", err);
+    grpc_server_credentials *creds = grpc_access_server_credentials();
+    ck_assert_ptr_nonnull(creds);
+    grpc_server_credentials_release(creds);
+    /* A reload with a mismatched key keeps the old files (logged), a good one is taken. */
+    c.grpc_tls_key = path_of("other-key.pem");
+    grpc_access_reload(&c);
+    c.grpc_tls_key = path_of("key.pem");
+    grpc_access_reload(&c);
+    grpc_access_free();
+    c = cfg_with(NULL, NULL, NULL, NULL);
+    ck_assert_int_eq(grpc_access_load(&c, err, sizeof err), 0);
+    creds = grpc_access_server_credentials();
+    ck_assert_ptr_nonnull(creds);
+    grpc_server_credentials_release(creds);
+    grpc_access_free();
+    grpc_shutdown();
+}
+END_TEST
+
+static Suite *grpc_access_suite(void)
+{
+    Suite *s = suite_create("grpc_access");
+    TCase *tc = tcase_create("grpc_access");
+    tcase_add_unchecked_fixture(tc, setup_files, teardown_files);
+    tcase_add_test(tc, no_token_file_lets_everyone_in);
+    tcase_add_test(tc, bearer_rules);
+    tcase_add_test(tc, token_reload);
+    tcase_add_test(tc, bad_files_named_at_start);
+    tcase_add_test(tc, tls_credentials);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return check_run_suite(grpc_access_suite());
+}
