@@ -1,81 +1,64 @@
 #!/usr/bin/python3
-"""bench.py — wsnotifyd performance benchmark (not a test: never run by make check).
+"""bench.py — wsnotify performance benchmark (not a test: make check never runs it).
 
-Starts the real wsnotifyd on free loopback ports and measures, in this order:
-  1. memory per idle WebSocket connection: each worker's /proc/PID/smaps after a
-     warm-up and again with N authenticated idle connections open (user space), and
-     /proc/meminfo, /proc/net/sockstat, /proc/slabinfo deltas (kernel, both ends);
-  2. connection rate while the N connections are opened;
-  3. delivery latency: K notifications, one at a time, gRPC call start → frame
-     arrival at the receiving client, plus the server's own
-     wsnotify_delivery_latency_seconds histogram from GET /metrics;
-  4. throughput: many SendNotification calls in flight (grpcio futures, from
-     --senders processes) for a few seconds, every delivery counted at the clients and
-     checked exactly once, with the CPU each process used.
+One run, three servers, the same load from the project's C tools
+(scripts/bench/wsn_load: libevent WebSocket clients; scripts/bench/wsn_publish:
+gRPC publisher, or HTTP POST for nchan):
 
-The N connections are held by several load processes (multiprocessing, fork), each
-with at most --per-process sockets and its own source address 127.0.0.2, .3, … so
-ephemeral ports never run out. They answer pings and time-stamp every notification
-frame with time.monotonic_ns (CLOCK_MONOTONIC, one clock for the whole host); the
-main process sends the gRPC calls and compares.
+  node     one wsnotifyd, 2 workers, history on (--data-dir in a temp dir)
+  cluster  3 wsnotifyd nodes (2 workers each) on a private redis-server; the
+           users are split over the nodes, notifications sent through every node
+  nchan    Debian nginx + ngx_nchan_module from a private config (push-only:
+           channel per user, POST /pub/ID, WebSocket /sub/ID)
 
-Run:  /usr/bin/python3 scripts/bench.py [--workers 2] [--connections 20000]
-      [--notifications 2000] [--json FILE|-]        (see --help)
-Needs python3-grpcio, python3-protobuf, protoc and grpc_python_plugin (stubs are
-generated at run time, like tests/e2e/e2e_grpc.py). Every wait is bounded; the daemon
-and the load processes are stopped on exit, on Ctrl-C and on SIGTERM.
+For each: memory per idle connection (workers' Private_Dirty+Private_Clean
+delta from /proc/PID/smaps, whole server Pss delta, kernel slab delta), the
+connection rate, delivery latency at a fixed 2000/s (client-side histogram of
+wsn_load: publisher's CLOCK_MONOTONIC stamp -> frame read), throughput flat out
+(unary, and SendNotifications batches of 100), server CPU per notification
+from /proc/PID/stat (master / workers, nginx master / workers, Redis apart) and
+notifications per second per server core, and a Broadcast: one call, time
+until every client has the frame. --big also holds a large number of idle
+connections on one node (target 500 000) and measures latency while they are
+held, and broadcasts to 200 000.
+
+  /usr/bin/python3 scripts/bench.py [--quick] [--big] [--only node|cluster|nchan]
+                                    [--daemon PATH] [--json FILE]
+
+Every process it starts runs in its own process group and is stopped on exit,
+Ctrl-C and SIGTERM; every wait is bounded; nginx and redis are private
+instances on free loopback ports, nothing system-wide is used or changed.
+Standard library only.
 """
 
 import argparse
-import collections
 import ctypes
 import datetime
-import errno
-import gc
+import http.client
 import json
 import math
-import multiprocessing
-import multiprocessing.connection
 import os
 import platform
-import random
-import re
 import resource
-import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRCDIR = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(SRCDIR, "tests", "e2e"))
-import wsnclient as wc  # noqa: E402
-
-# The load processes are forked before grpc is imported; grpc's own fork handlers
-# are not wanted.
-os.environ["GRPC_ENABLE_FORK_SUPPORT"] = "false"
-
-PROTOC = shutil.which("protoc") or "/usr/bin/protoc"
-GRPC_PYTHON_PLUGIN = "/usr/bin/grpc_python_plugin"
-CHANNEL_OPTIONS = [("grpc.enable_http_proxy", 0)]
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-PR_SET_PDEATHSIG = 1
-NOTIF_PREFIX = b'{"type":"notification","data":{"id":'
-CONNECTED_PREFIX = b'{"type":"connected"'
-LATENCY_ID_BASE = 1_000_000_000
-THROUGHPUT_ID_BASE = 2_000_000_000
-WARM_ID_BASE = 3_000_000_000
-WARM_UID_BASE = 900_000
-LOAD_UID_BASE = 1_000_000
-TITLE = "Benchmark notification"
-MESSAGE = "Somebody replied to your post: a message of a realistic length, about a hundred bytes."
-LINK = "/posts/12345#reply-678"
+HZ = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+SECRET = "wsn-bench-secret-0123456789abcdef"
+NCHAN_MODULE = "/usr/lib/nginx/modules/ngx_nchan_module.so"
+NCHAN_BCAST_CHANNEL = 9000000000        # the channel every /bsub/ID subscriber also has
+WARM_USER = 5000000                     # warm-up users, apart from the measured ones
+PER_LOADER = 15000                      # sockets per wsn_load process, at most
+FD_LIMIT_SLACK = 600                    # descriptors a worker needs besides its clients
+NS = 1_000_000_000
 
 
 class BenchError(Exception):
@@ -86,1426 +69,1348 @@ def log(msg):
     print("[bench %s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
-# =========================================================================== load process
-# Runs in a forked child. Holds its share of the connections on one epoll, answers
-# pings, time-stamps notifications; talks to the parent over a multiprocessing Pipe:
-#   parent → child: ("ramp",) ("live", bool) ("collect",) ("stats",) ("stop",)
-#   child → parent: ("ready", info) ("ramped", info) ("arr", [(id, t_ns, uid)])
-#                   ("collected", [...]) ("stats", info) ("stopped", None) ("error", text)
+# ============================================================== processes
 
-ST_CONNECTING, ST_HEAD, ST_WAIT_CONNECTED, ST_OPEN = range(4)
-
-
-class _Client:
-    __slots__ = ("sock", "fd", "uid", "state", "buf", "t0")
-
-    def __init__(self, sock, uid, t0):
-        self.sock, self.fd, self.uid, self.t0 = sock, sock.fileno(), uid, t0
-        self.state = ST_CONNECTING
-        self.buf = bytearray()
-
-
-def _child_setup():
-    """Die with the parent; leave Ctrl-C and SIGTERM to the parent's clean-up."""
+def _pdeathsig():
+    """In the child: die with the driver even if it is SIGKILLed."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)   # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(s, signal.SIG_DFL)
-    signal.alarm(0)
-    if os.getppid() == 1:
-        os._exit(1)
 
 
-class _Loader:
-    def __init__(self, ctl, spec):
-        self.ctl = ctl
-        self.spec = spec
-        self.host, self.port, self.src = spec["host"], spec["port"], spec["src"]
-        self.uids = list(range(spec["uid_first"], spec["uid_first"] + spec["count"]))
-        self.ep = select.epoll()
-        self.ep.register(ctl.fileno(), select.EPOLLIN)
-        self.by_fd = {}
-        self.requests = []
-        self.ramping = False
-        self.ramp_deadline = 0.0
-        self.next = 0
-        self.in_flight = 0
-        self.opened = 0
-        self.failures = collections.Counter()
-        self.handshake_ns = []
-        self.t_ramp_start = self.t_ramp_end = 0
-        self.live = False
-        self.arrivals = []
-        self.unsent = []
-        self.total_arrivals = 0
-        self.lost = collections.Counter()
-        self.pings = 0
-        self.other_msgs = 0
-        self.stop = False
+class Procs:
+    """Every child, in its own process group; stopped in reverse order."""
 
-    # ---- set-up
-    def prepare(self):
-        t = time.monotonic()
-        hostport = "%s:%d" % (self.host, self.port)
-        exp = int(time.time()) + 4 * 3600
-        for uid in self.uids:
-            tok = wc.make_token(self.spec["secret"], uid, "user%d@example.com" % uid, exp=exp)
-            self.requests.append((
-                "GET /ws?token=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                % (tok, hostport, wc._ws_key())).encode("ascii"))
-        self.ctl.send(("ready", {"prepare_s": time.monotonic() - t, "count": len(self.uids)}))
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.live = []
+        self.n = 0
 
-    # ---- ramp-up
-    def _start_more(self):
-        window = self.spec["window"]
-        while self.in_flight < window and self.next < len(self.uids):
-            i = self.next
-            self.next += 1
-            uid = self.uids[i]
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def start(self, name, argv, env=None, cwd=None):
+        self.n += 1
+        out = open(os.path.join(self.tmp, "%02d-%s.log" % (self.n, name)), "wb")
+        e = dict(os.environ)
+        e.update(env or {})
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             env=e, cwd=cwd, start_new_session=True, preexec_fn=_pdeathsig)
+        out.close()
+        p.name = name
+        p.log_path = out.name
+        self.live.append(p)
+        return p
+
+    def stop(self, p, timeout=15.0, sig=signal.SIGTERM):
+        if p not in self.live:
+            return p.returncode
+        if p.poll() is None:
             try:
-                s.setblocking(False)
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-                s.bind((self.src, 0))
-                rc = s.connect_ex((self.host, self.port))
-                if rc not in (0, errno.EINPROGRESS):
-                    raise OSError(rc, os.strerror(rc))
-            except OSError as e:
-                s.close()
-                self.failures["connect: %s" % (errno.errorcode.get(e.errno, e.errno),)] += 1
-                continue
-            c = _Client(s, uid, time.monotonic_ns())
-            self.by_fd[c.fd] = c
-            self.ep.register(c.fd, select.EPOLLOUT)
-            self.in_flight += 1
-
-    def _fail(self, c, why):
-        self.failures[why] += 1
-        self._drop(c)
-        self.in_flight -= 1
-
-    def _drop(self, c):
-        self.by_fd.pop(c.fd, None)
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log("%s (pid %d) did not stop within %.0f s: SIGKILL" % (p.name, p.pid, timeout))
         try:
-            self.ep.unregister(c.fd)
-        except OSError:
+            os.killpg(p.pid, signal.SIGKILL)    # whatever is left of its group
+        except (ProcessLookupError, PermissionError):
             pass
-        c.sock.close()
-
-    def _on_writable(self, c):
-        err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err:
-            self._fail(c, "connect: %s" % errno.errorcode.get(err, err))
-            return
-        req = self.requests[c.uid - self.uids[0]]
         try:
-            n = c.sock.send(req)
-        except OSError as e:
-            self._fail(c, "send: %s" % errno.errorcode.get(e.errno, e.errno))
-            return
-        if n != len(req):
-            self._fail(c, "short send")
-            return
-        c.state = ST_HEAD
-        self.ep.modify(c.fd, select.EPOLLIN)
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+        self.live.remove(p)
+        return p.returncode
 
-    def _opened(self, c, t):
-        c.state = ST_OPEN
-        self.in_flight -= 1
-        self.opened += 1
-        self.handshake_ns.append(t - c.t0)
-
-    def _ramp_check(self):
-        if self.ramping and self.next >= len(self.uids) and self.in_flight == 0:
-            self._ramp_finish()
-        elif self.ramping and time.monotonic() > self.ramp_deadline:
-            for c in list(self.by_fd.values()):
-                if c.state != ST_OPEN:
-                    self._fail(c, "ramp timeout")
-            self.failures["not started (ramp timeout)"] += len(self.uids) - self.next
-            self.next = len(self.uids)
-            self._ramp_finish()
-
-    def _ramp_finish(self):
-        self.ramping = False
-        self.t_ramp_end = time.monotonic_ns()
-        self.requests = []
-        self.ctl.send(("ramped", {
-            "opened": self.opened, "failures": dict(self.failures),
-            "t_start": self.t_ramp_start, "t_end": self.t_ramp_end,
-            "handshake_ns": self.handshake_ns}))
-        self.handshake_ns = []
-
-    # ---- frames
-    def _on_readable(self, c, t):
-        try:
-            data = c.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as e:
-            self._lost(c, "recv: %s" % errno.errorcode.get(e.errno, e.errno))
-            return
-        if not data:
-            self._lost(c, "eof")
-            return
-        c.buf += data
-        if c.state == ST_HEAD:
-            i = c.buf.find(b"\r\n\r\n")
-            if i < 0:
-                if len(c.buf) > 16384:
-                    self._fail(c, "response head too large")
-                return
-            head = bytes(c.buf[:i])
-            del c.buf[:i + 4]
-            if not head.startswith(b"HTTP/1.1 101"):
-                self._fail(c, "HTTP " + head[9:12].decode("latin-1", "replace"))
-                return
-            c.state = ST_WAIT_CONNECTED
-        self._frames(c, t)
-
-    def _lost(self, c, why):
-        if c.state == ST_OPEN:
-            self.lost[why] += 1
-            self._drop(c)
-        else:
-            self._fail(c, why)
-
-    def _frames(self, c, t):
-        buf = c.buf
-        n = len(buf)
-        pos = 0
-        while n - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            ln, hl = b1 & 0x7F, 2
-            if ln == 126:
-                if n - pos < 4:
-                    break
-                ln, hl = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
-            elif ln == 127:
-                if n - pos < 10:
-                    break
-                ln, hl = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
-            if n - pos < hl + ln:
-                break
-            payload = bytes(buf[pos + hl:pos + hl + ln])
-            pos += hl + ln
-            op = b0 & 0x0F
-            if op == wc.OP_TEXT:
-                self._text(c, payload, t)
-            elif op == wc.OP_PING:
-                self.pings += 1
+    def stop_many(self, ps, timeout=20.0):
+        """SIGTERM to all at once, then wait for all (bounded)."""
+        ps = [p for p in ps if p in self.live]
+        for p in ps:
+            if p.poll() is None:
                 try:
-                    c.sock.send(wc.encode_frame(wc.OP_PONG, payload))
-                except OSError:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
                     pass
-            elif op == wc.OP_CLOSE:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                try:
-                    c.sock.send(wc.encode_frame(wc.OP_CLOSE, payload[:2]))
-                except OSError:
-                    pass
-                self._lost(c, "close %d" % code)
-                return
-            else:
-                self.other_msgs += 1
-        if pos:
-            del buf[:pos]
-
-    def _text(self, c, payload, t):
-        if payload.startswith(NOTIF_PREFIX):
-            end = payload.index(b",", len(NOTIF_PREFIX))
-            rec = (int(payload[len(NOTIF_PREFIX):end]), t, c.uid)
-            self.arrivals.append(rec)
-            self.total_arrivals += 1
-            if self.live:
-                self.unsent.append(rec)
-        elif c.state == ST_WAIT_CONNECTED and payload.startswith(CONNECTED_PREFIX):
-            self._opened(c, t)
-        else:
-            self.other_msgs += 1
-
-    # ---- control
-    def _commands(self):
-        while self.ctl.poll():
+        end = time.monotonic() + timeout
+        for p in ps:
             try:
-                msg = self.ctl.recv()
-            except EOFError:
-                self.stop = True
-                return
-            cmd = msg[0]
-            if cmd == "ramp":
-                self.ramping = True
-                self.ramp_deadline = time.monotonic() + msg[1]
-                self.t_ramp_start = time.monotonic_ns()
-            elif cmd == "live":
-                self.live = bool(msg[1])
-            elif cmd == "collect":
-                self.ctl.send(("collected", self.arrivals))
-                self.arrivals = []
-            elif cmd == "stats":
-                self.ctl.send(("stats", {
-                    "open": sum(1 for c in self.by_fd.values() if c.state == ST_OPEN),
-                    "lost": dict(self.lost), "arrivals": self.total_arrivals,
-                    "pings": self.pings, "other_msgs": self.other_msgs}))
-            elif cmd == "stop":
-                self.stop = True
-                self.ctl.send(("stopped", None))
-                return
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in ps:
+            self.stop(p, timeout=1)
 
-    def run(self):
-        self.prepare()
-        gc.disable()           # nothing cyclic here; keeps pauses out of the timings
-        ctl_fd = self.ctl.fileno()
-        while not self.stop:
-            if self.ramping:
-                self._start_more()
-            events = self.ep.poll(0.05 if self.ramping else 1.0)
-            t = time.monotonic_ns()
-            for fd, ev in events:
-                if fd == ctl_fd:
-                    self._commands()
-                    continue
-                c = self.by_fd.get(fd)
-                if c is None:
-                    continue
-                if c.state == ST_CONNECTING:
-                    self._on_writable(c)
-                else:
-                    self._on_readable(c, t)
-            if self.unsent:
-                self.ctl.send(("arr", self.unsent))
-                self.unsent = []
-            if self.ramping:
-                self._ramp_check()
-        for c in list(self.by_fd.values()):
-            c.sock.close()
+    def stop_all(self):
+        for p in reversed(list(self.live)):
+            self.stop(p, timeout=15)
 
 
-def _load_main(ctl, spec):
-    _child_setup()
+def tail(path, n=15):
     try:
-        _Loader(ctl, spec).run()
-    except BaseException:      # noqa: BLE001 — reported to the parent, then exit
-        try:
-            ctl.send(("error", "load process %d: %s" % (spec["index"], traceback.format_exc())))
-        except OSError:
-            pass
-
-
-# =========================================================================== sender process
-# A fresh interpreter (multiprocessing "spawn": grpc may already be loaded in the
-# parent) that sends SendNotification calls with grpcio futures, at most in_flight
-# at a time, for a given number of seconds.
-#   parent → child: ("go", {seconds, in_flight, id_first, id_step, uids, seed}) ("stop",)
-#   child → parent: ("ready", None) ("done", {...}) ("error", text)
-
-def _sender_main(ctl, spec):
-    _child_setup()
-    try:
-        sys.path.insert(0, spec["stubs"])
-        sender = Sender(spec["grpc_port"])
-        ctl.send(("ready", None))
-        while True:
-            msg = ctl.recv()
-            if msg[0] == "go":
-                ctl.send(("done", _send_for(sender, msg[1])))
-            elif msg[0] == "stop":
-                ctl.send(("stopped", None))
-                return
-    except EOFError:
-        return
-    except BaseException:      # noqa: BLE001 — reported to the parent, then exit
-        try:
-            ctl.send(("error", "sender process %d: %s" % (spec["index"], traceback.format_exc())))
-        except OSError:
-            pass
-
-
-def _send_for(sender, job):
-    grpc = sender.grpc
-    sem = threading.BoundedSemaphore(job["in_flight"])
-    lock = threading.Lock()
-    target = {}
-    res = {"delivered_true": 0, "delivered_false": 0}
-    errors = collections.Counter()
-
-    def done(fut):
-        try:
-            resp = fut.result()
-            with lock:
-                res["delivered_true" if resp.delivered else "delivered_false"] += 1
-        except grpc.RpcError as e:
-            with lock:
-                errors[str(e.code())] += 1
-        except Exception as e:     # noqa: BLE001 — counted, never lost
-            with lock:
-                errors[type(e).__name__] += 1
-        sem.release()
-
-    rng = random.Random(job["seed"])
-    uids, choice = job["uids"], rng.choice
-    nid, step = job["id_first"], job["id_step"]
-    call = sender.stub.SendNotification.future
-    request = sender.request
-    stalled = False
-    t_start = time.monotonic_ns()
-    end = time.monotonic() + job["seconds"]
-    while time.monotonic() < end:
-        if not sem.acquire(timeout=10):
-            stalled = True
-            break
-        uid = choice(uids)
-        target[nid] = uid
-        call(request(uid, nid), timeout=30).add_done_callback(done)
-        nid += step
-    t_sent = time.monotonic_ns()
-    drained = 0
-    deadline = time.monotonic() + 40
-    while drained < job["in_flight"] and time.monotonic() < deadline:
-        if sem.acquire(timeout=1):
-            drained += 1
-    res.update({"target": target, "errors": dict(errors), "stalled": stalled,
-                "undrained": job["in_flight"] - drained, "t_start": t_start, "t_sent": t_sent,
-                "t_done": time.monotonic_ns()})
-    return res
-
-
-class Child:
-    """The parent's handle on one load or sender process."""
-
-    def __init__(self, mp, target, spec, name):
-        self.spec = spec
-        self.index = spec["index"]
-        self.pipe, child = mp.Pipe()
-        self.proc = mp.Process(target=target, args=(child, spec), daemon=True,
-                               name="%s-%d" % (name, spec["index"]))
-        self.proc.start()
-        child.close()
-        self.live_arrivals = []
-        self.replies = collections.deque()
-
-    def pump(self, timeout=0.0):
-        while self.pipe.poll(timeout):
-            timeout = 0.0
-            try:
-                msg = self.pipe.recv()
-            except (EOFError, OSError):
-                raise BenchError("%s died (exit code %s)" % (self.proc.name, self.proc.exitcode))
-            if msg[0] == "arr":
-                self.live_arrivals.extend(msg[1])
-            elif msg[0] == "error":
-                raise BenchError(msg[1])
-            else:
-                self.replies.append(msg)
-
-    def expect(self, kind, timeout):
-        deadline = time.monotonic() + timeout
-        while True:
-            for m in self.replies:
-                if m[0] == kind:
-                    self.replies.remove(m)
-                    return m[1]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise BenchError("%s: no %r within %.0f s" % (self.proc.name, kind, timeout))
-            if not self.proc.is_alive() and not self.pipe.poll(0):
-                raise BenchError("%s died (exit code %s)" % (self.proc.name, self.proc.exitcode))
-            self.pump(min(left, 0.5))
-
-    def send(self, *msg):
-        self.pipe.send(msg)
-
-    def request(self, cmd, kind, timeout=10.0):
-        self.send(cmd)
-        return self.expect(kind, timeout)
-
-    def stop(self):
-        try:
-            if self.proc.is_alive():
-                self.send("stop")
-                self.proc.join(5)
-        except (OSError, ValueError, BrokenPipeError):
-            pass
-        if self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join(2)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(2)
-
-
-# =========================================================================== measuring
-
-SMAPS_HEAD_RE = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
-MEM_FIELDS = ("Size", "Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")
-
-
-def _classify(name):
-    if name in ("", "[heap]"):
-        return "heap_anon"          # malloc heap and anonymous mmaps (large allocations)
-    if "wsnotifyd-shm" in name:
-        return "shm"                # the shared region: directory, counters
-    if name.startswith("["):
-        return "other"              # [stack], [vdso], …
-    return "file"                   # binary and libraries
-
-
-def process_memory(pid):
-    """{class: {field: bytes}} from /proc/PID/smaps, plus "total"."""
-    out = {k: dict.fromkeys(MEM_FIELDS, 0) for k in ("heap_anon", "shm", "file", "other", "total")}
-    cur = None
-    with open("/proc/%d/smaps" % pid) as f:
-        for line in f:
-            if SMAPS_HEAD_RE.match(line):
-                parts = line.split(None, 5)
-                cur = _classify(parts[5].strip() if len(parts) > 5 else "")
-                continue
-            key, _, rest = line.partition(":")
-            if key in MEM_FIELDS and cur is not None:
-                v = int(rest.split()[0]) * 1024
-                out[cur][key] += v
-                out["total"][key] += v
-    return out
-
-
-def kernel_memory():
-    k = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name in ("Slab", "SReclaimable", "SUnreclaim", "PageTables", "MemFree", "KernelStack"):
-                k[name] = int(rest.split()[0]) * 1024
-    with open("/proc/net/sockstat") as f:
-        for line in f:
-            if line.startswith("TCP:"):
-                p = line.split()[1:]
-                d = dict(zip(p[::2], p[1::2]))
-                k["tcp_inuse"] = int(d.get("inuse", 0))
-                k["tcp_mem"] = int(d.get("mem", 0)) * os.sysconf("SC_PAGE_SIZE")
-    slabs, objsize = {}, {}
-    try:
-        with open("/proc/slabinfo") as f:
-            for line in f:
-                if line.startswith(("slabinfo", "#")):
-                    continue
-                p = line.split()
-                # name active_objs num_objs objsize objperslab pagesperslab : …
-                slabs[p[0]] = int(p[2]) * int(p[3])
-                objsize[p[0]] = int(p[3])
+        with open(path, "rb") as f:
+            return b"\n".join(f.read().splitlines()[-n:]).decode("utf-8", "replace")
     except OSError:
-        slabs = objsize = None        # readable by root only
-    k["slabs"] = slabs
-    k["objsize"] = objsize
-    return k
+        return ""
 
 
-# What one idle accepted TCP socket registered in epoll holds in the kernel: the
-# tcp_sock, the socket+inode, its dentry and struct file, the epoll item, and the
-# LSM blobs. (Caches SLUB merged under another name are simply absent.)
-SOCKET_CACHES = ("TCP", "sock_inode_cache", "dentry", "filp", "eventpoll_epi", "eventpoll_pwq",
-                 "lsm_file_cache", "lsm_inode_cache")
+def free_ports(n):
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
+
+def http_get(port, path, timeout=5.0):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+def wait_for(cond, timeout, what, step=0.05, proc=None):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise BenchError("%s exited (status %s) while waiting for %s:\n%s" % (
+                proc.name, proc.returncode, what, tail(proc.log_path)))
+        try:
+            v = cond()
+        except (OSError, ValueError, http.client.HTTPException):
+            v = None
+        if v:
+            return v
+        time.sleep(step)
+    raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
+
+
+# ============================================================== /proc
 
 def cpu_ticks(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             st = f.read().rsplit(")", 1)[1].split()
-        return int(st[11]) + int(st[12])      # utime + stime (fields 14, 15)
+        return int(st[11]) + int(st[12])           # utime + stime, all threads
     except (OSError, IndexError, ValueError):
         return 0
-
-
-def machine_busy_ticks():
-    """Busy jiffies of the whole machine (all CPUs): user nice system irq softirq steal."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
 
 
 def children_of(pid):
     out = []
     for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read().rsplit(")", 1)[1].split()
-            if int(st[1]) == pid and st[0] != "Z":
-                out.append(int(d))
-        except (OSError, IndexError, ValueError):
-            pass
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    st = f.read().rsplit(")", 1)[1].split()
+                if int(st[1]) == pid and st[0] != "Z":
+                    out.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
     return sorted(out)
 
 
-def snapshot(master_pid, worker_pids):
-    return {
-        "t": time.time(),
-        "master": process_memory(master_pid),
-        "workers": {pid: process_memory(pid) for pid in worker_pids},
-        "kernel": kernel_memory(),
-    }
+def machine_busy_ticks():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
 
 
-def percentiles(values, qs=(50, 90, 99)):
-    if not values:
-        return {}
-    v = sorted(values)
-    out = {"p%d" % q: v[min(len(v) - 1, max(0, math.ceil(q / 100.0 * len(v)) - 1))] for q in qs}
-    out["min"], out["max"], out["mean"] = v[0], v[-1], sum(v) / len(v)
-    out["n"] = len(v)
-    return out
-
-
-HIST_RE = re.compile(r'^wsnotify_delivery_latency_seconds_bucket\{le="([^"]+)"\}\s+(\S+)')
-COUNT_RE = re.compile(r"^wsnotify_delivery_latency_seconds_(count|sum)\s+(\S+)")
-
-
-def latency_histogram(daemon):
-    """{"buckets": [(le, cumulative)], "count": n, "sum": s} from GET /metrics."""
-    r = daemon.http("GET", "/metrics", timeout=10)
-    if r.status != 200:
-        raise BenchError("/metrics answered %d" % r.status)
-    h = {"buckets": [], "count": 0, "sum": 0.0}
-    for line in r.body.decode("utf-8", "replace").splitlines():
-        m = HIST_RE.match(line)
-        if m:
-            h["buckets"].append((float(m.group(1)), float(m.group(2))))
-            continue
-        m = COUNT_RE.match(line)
-        if m:
-            h[m.group(1)] = float(m.group(2))
-    h["buckets"].sort()
-    return h
-
-
-def histogram_delta(a, b):
-    return {"buckets": [(le, cb - ca) for (le, ca), (_, cb) in zip(a["buckets"], b["buckets"])],
-            "count": b["count"] - a["count"], "sum": b["sum"] - a["sum"]}
-
-
-def histogram_quantile(h, q):
-    """Prometheus' histogram_quantile: linear inside the bucket. -> (value, lo, hi) s."""
-    total = h["count"]
-    if total <= 0 or not h["buckets"]:
-        return None
-    rank = q * total
-    prev_le, prev_c = 0.0, 0.0
-    for le, c in h["buckets"]:
-        if c >= rank:
-            if le == float("inf"):
-                return prev_le, prev_le, le
-            frac = (rank - prev_c) / (c - prev_c) if c > prev_c else 1.0
-            return prev_le + (le - prev_le) * frac, prev_le, le
-        prev_le, prev_c = le, c
-    return prev_le, prev_le, float("inf")
-
-
-# =========================================================================== gRPC
-
-def generate_stubs(tmp):
-    """protoc --python_out --grpc_python_out for proto/notification.proto into tmp."""
-    out = os.path.join(tmp, "wsn_stubs")
-    os.makedirs(out)
-    proto = os.path.join(SRCDIR, "proto", "notification.proto")
-    if not os.path.exists(GRPC_PYTHON_PLUGIN) or not os.path.exists(PROTOC):
-        raise BenchError("protoc and %s are needed (apt-get install protobuf-compiler "
-                         "protobuf-compiler-grpc)" % GRPC_PYTHON_PLUGIN)
-    argv = [PROTOC, "-I", os.path.dirname(proto), "--python_out", out, "--grpc_python_out", out,
-            "--plugin=protoc-gen-grpc_python=" + GRPC_PYTHON_PLUGIN, proto]
-    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
-    if r.returncode != 0:
-        raise BenchError("%s failed: %s" % (" ".join(argv), r.stdout.decode(errors="replace")))
-    sys.path.insert(0, out)
-    return out
-
-
-class Sender:
-    """The gRPC side, created only after the load processes are forked."""
-
-    def __init__(self, port):
-        import grpc
-        import notification_pb2
-        import notification_pb2_grpc
-        self.grpc = grpc
-        self.pb = notification_pb2
-        self.ch = grpc.insecure_channel("127.0.0.1:%d" % port, options=CHANNEL_OPTIONS)
-        grpc.channel_ready_future(self.ch).result(timeout=10)
-        self.stub = notification_pb2_grpc.NotificationServiceStub(self.ch)
-
-    def request(self, uid, nid):
-        return self.pb.SendNotificationRequest(user_id=uid, id=nid, type="match_created",
-                                               title=TITLE, message=MESSAGE, link=LINK,
-                                               send_push=True)
-
-    def send(self, uid, nid, timeout=5.0):
-        return self.stub.SendNotification(self.request(uid, nid), timeout=timeout)
-
-    def close(self):
-        self.ch.close()
-
-
-# =========================================================================== phases
-
-class WarmKeeper(threading.Thread):
-    """Answers the server's pings on the warm-up connections, which this process holds
-    (wsnclient answers a ping when it reads it), so a short --heartbeat closes none."""
-
-    def __init__(self, conns):
-        super().__init__(name="wsn-bench-warm", daemon=True)
-        self.by_fd = {c.fileno(): c for c in conns}
-        self.stopping = threading.Event()
-        self.lost = 0
-
-    def run(self):
-        p = select.poll()
-        for fd in self.by_fd:
-            p.register(fd, select.POLLIN)
-        while not self.stopping.is_set() and self.by_fd:
-            for fd, _ in p.poll(200):
-                c = self.by_fd.get(fd)
-                if c is None:
+def smaps(pid):
+    """{"private": Private_Clean+Private_Dirty, "anon_private": of anonymous maps, "pss": Pss} bytes."""
+    out = {"private": 0, "anon_private": 0, "pss": 0}
+    anon = False
+    try:
+        with open("/proc/%d/smaps" % pid) as f:
+            for line in f:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    parts = line.split(None, 5)
+                    name = parts[5].strip() if len(parts) > 5 else ""
+                    anon = name in ("", "[heap]")
                     continue
+                k, _, rest = line.partition(":")
+                if k in ("Private_Clean", "Private_Dirty"):
+                    v = int(rest.split()[0]) * 1024
+                    out["private"] += v
+                    if anon:
+                        out["anon_private"] += v
+                elif k == "Pss":
+                    out["pss"] += int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def meminfo():
+    m = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, rest = line.partition(":")
+            m[k] = int(rest.split()[0]) * 1024
+    return m
+
+
+def sysctl(name):
+    try:
+        with open("/proc/sys/" + name.replace(".", "/")) as f:
+            return f.read().split()
+    except OSError:
+        return None
+
+
+# ============================================================== servers
+# Each server has .name, .roles() -> {role: [pids]} (for CPU), .mem_pids() ->
+# {"workers": [...], "all": [...]}, .ws_port(i) for the i-th load share, and
+# .grpc_ports (or .pub_url for nchan).
+
+class Daemon:
+    def __init__(self, b, name, workers, max_conn, redis_port=None, node_id=None):
+        self.b, self.name, self.workers = b, name, workers
+        self.port, self.grpc_port = free_ports(2)
+        self.data = os.path.join(b.tmp, name + "-data")
+        argv = [b.daemon, "--workers", str(workers), "--bind", "127.0.0.1",
+                "--port", str(self.port), "--grpc-port", str(self.grpc_port),
+                "--max-connections", str(max_conn), "--heartbeat", "3600",
+                "--max-connects-per-minute", "0", "--max-handshakes", "16384",
+                "--log-level", "warn"]
+        if redis_port is None:
+            argv += ["--data-dir", self.data]
+        else:
+            argv += ["--redis", "redis://127.0.0.1:%d" % redis_port, "--node-id", node_id]
+        self.cluster = redis_port is not None
+        self.proc = b.procs.start(name, argv, env={"JWT_SECRET": SECRET})
+
+    def health(self):
+        st, body = http_get(self.port, "/health", timeout=2)
+        return json.loads(body) if st == 200 else None
+
+    def wait_up(self, timeout=30):
+        def ok():
+            h = self.health()
+            if not h or h.get("workers") != self.workers:
+                return False
+            return not self.cluster or h.get("redis") == "up"
+        wait_for(ok, timeout, "%s /health" % self.name, step=0.1, proc=self.proc)
+        self.master = self.proc.pid
+        wait_for(lambda: len(children_of(self.master)) == self.workers, 10,
+                 "%s's %d workers" % (self.name, self.workers), proc=self.proc)
+
+    def roles(self):
+        return {"master": [self.master], "workers": children_of(self.master)}
+
+    def mem_pids(self):
+        w = children_of(self.master)
+        return {"workers": w, "all": [self.master] + w}
+
+    def metrics_hist(self):
+        """wsnotify_delivery_latency_seconds buckets {le: cumulative}."""
+        st, body = http_get(self.port, "/metrics", timeout=10)
+        h = {}
+        for line in body.decode("utf-8", "replace").splitlines():
+            if line.startswith('wsnotify_delivery_latency_seconds_bucket{le="'):
+                le = line.split('"')[1]
+                h[float("inf") if le == "+Inf" else float(le)] = float(line.split()[-1])
+        return h
+
+
+class Redis:
+    def __init__(self, b):
+        self.b = b
+        self.port = free_ports(1)[0]
+        self.proc = b.procs.start("redis", [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--daemonize", "no", "--dir", b.tmp,
+            "--maxmemory-policy", "noeviction", "--protected-mode", "yes"])
+
+    def cmd(self, *args):
+        """One command, RESP; the reply's first line, or a bulk string's content."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=3)
+        try:
+            req = b"*%d\r\n" % len(args) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+            s.sendall(req)
+            f = s.makefile("rb")
+            line = f.readline()
+            if line[:1] == b"$" and int(line[1:]) >= 0:
+                return f.read(int(line[1:]) + 2)[:-2]
+            return line
+        finally:
+            s.close()
+
+    def wait_up(self):
+        wait_for(lambda: self.cmd("PING").startswith(b"+PONG"), 15, "redis PING", proc=self.proc)
+
+    def used_memory(self):
+        for line in self.cmd("INFO", "memory").decode().splitlines():
+            if line.startswith("used_memory:"):
+                return int(line.split(":")[1])
+        return 0
+
+
+class Cluster:
+    """3 nodes on one private Redis."""
+
+    def __init__(self, b, nodes, workers, max_conn):
+        self.name = "cluster"
+        self.redis = Redis(b)
+        self.redis.wait_up()
+        self.nodes = [Daemon(b, "node-%s" % chr(65 + i), workers, max_conn,
+                             redis_port=self.redis.port, node_id=chr(65 + i))
+                      for i in range(nodes)]
+        self.workers = workers
+
+    def wait_up(self, timeout=40):
+        for d in self.nodes:
+            d.wait_up(timeout)
+
+    def roles(self):
+        r = {"master": [], "workers": [], "redis": [self.redis.proc.pid]}
+        for d in self.nodes:
+            for k, v in d.roles().items():
+                r[k] += v
+        return r
+
+    def mem_pids(self):
+        w, a = [], []
+        for d in self.nodes:
+            m = d.mem_pids()
+            w += m["workers"]
+            a += m["all"]
+        return {"workers": w, "all": a}
+
+
+NGINX_CONF = """\
+# wsn bench: private nginx + nchan, loopback only
+load_module {module};
+{user}
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{
+    worker_connections {wconn};
+    multi_accept on;
+}}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    client_body_buffer_size 16k;
+    keepalive_requests 1000000;
+    nchan_max_reserved_memory {shm}m;
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=4096;
+        # push-only: one channel per user
+        location ~ ^/pub/(\\d+)$ {{
+            nchan_publisher http;
+            nchan_channel_id $1;
+        }}
+        location ~ ^/sub/(\\d+)$ {{
+            nchan_subscriber websocket;
+            nchan_channel_id $1;
+            nchan_subscriber_first_message newest;
+        }}
+        # the broadcast test: each subscriber has its own channel and the shared one
+        location ~ ^/bsub/(\\d+)$ {{
+            nchan_subscriber websocket;
+            nchan_channel_id $1 {bcast};
+            nchan_subscriber_first_message newest;
+        }}
+        location / {{
+            return 404;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, b, workers):
+        self.b, self.name, self.workers = b, "nchan", workers
+        self.port = free_ports(1)[0]
+        self.prefix = tempfile.mkdtemp(prefix="nginx-", dir=b.tmp)
+        user = ""
+        if os.geteuid() == 0:
+            import grp
+            import pwd
+            user = "user %s %s;" % (pwd.getpwuid(0).pw_name, grp.getgrgid(os.getegid()).gr_name)
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        conf = NGINX_CONF.format(module=NCHAN_MODULE, user=user, workers=workers,
+                                 nofile=nofile, wconn=max(1024, nofile - 500),
+                                 prefix=self.prefix, port=self.port, bcast=NCHAN_BCAST_CHANNEL,
+                                 shm=4096 if b.a.big else 1024)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.pub_url = "http://127.0.0.1:%d/pub/%%lld" % self.port
+        self.proc = b.procs.start("nginx", [
+            "nginx", "-p", self.prefix + "/", "-c", self.conf, "-e", self.prefix + "/error.log",
+            "-g", "daemon off; master_process on;"])
+
+    def wait_up(self, timeout=20):
+        wait_for(lambda: http_get(self.port, "/nothing", timeout=2)[0] == 404, timeout,
+                 "nginx on :%d" % self.port, step=0.1, proc=self.proc)
+        self.master = self.proc.pid
+        wait_for(lambda: len(children_of(self.master)) >= self.workers, 10, "nginx workers",
+                 proc=self.proc)
+
+    def roles(self):
+        return {"master": [self.master], "workers": children_of(self.master)}
+
+    def mem_pids(self):
+        w = children_of(self.master)
+        return {"workers": w, "all": [self.master] + w}
+
+
+# ============================================================== load
+
+def merge_hist(stats):
+    """Merge wsn_load phase histograms -> quantile function and summary (µs)."""
+    buckets, count, mn, mx = {}, 0, None, None
+    for st in stats:
+        lat = st["latency_us"]
+        if not lat["count"]:
+            continue
+        for low, width, c in st["phase"]["latency_hist_ns"]:
+            e = buckets.setdefault(low, [width, 0])
+            e[1] += c
+        count += lat["count"]
+        mn = lat["min"] if mn is None else min(mn, lat["min"])
+        mx = lat["max"] if mx is None else max(mx, lat["max"])
+    keys = sorted(buckets)
+
+    def q(p):
+        if not count:
+            return None
+        rank = max(1, math.ceil(p * count))
+        cum = 0
+        for low in keys:
+            width, c = buckets[low]
+            cum += c
+            if cum >= rank:
+                v = (low + width / 2.0 if width > 1 else low) / 1e3
+                return min(max(v, mn), mx)
+        return mx
+    return {"count": count, "min": mn, "max": mx, "p50": q(0.50), "p90": q(0.90),
+            "p99": q(0.99), "p999": q(0.999)}
+
+
+class Loader:
+    def __init__(self, b, idx, port, first_user, n, src, nchan=False, path=None):
+        self.b, self.idx, self.n = b, idx, n
+        d = os.path.join(b.tmp, "load")
+        os.makedirs(d, exist_ok=True)
+        self.ready_file = os.path.join(d, "ready-%d-%d" % (b.procs.n + 1, idx))
+        self.stats_file = os.path.join(d, "stats-%d-%d.json" % (b.procs.n + 1, idx))
+        argv = [b.wsn_load, "--host", "127.0.0.1", "--port", str(port), "--connections", str(n),
+                "--first-user", str(first_user), "--source-addrs", src,
+                "--ready-file", self.ready_file, "--stats-file", self.stats_file,
+                "--concurrency", "128"]
+        if nchan:
+            argv.append("--nchan")
+        else:
+            argv += ["--secret", SECRET]
+        if path:
+            argv += ["--path-template", path]
+        self.proc = b.procs.start("wsn_load-%d" % idx, argv)
+        self.seq = 0
+        self.resets = 0
+
+    def ready(self):
+        if self.proc.poll() is not None:
+            raise BenchError("wsn_load %d exited (%s):\n%s" % (self.idx, self.proc.returncode,
+                                                              tail(self.proc.log_path)))
+        return os.path.exists(self.ready_file)
+
+    def read(self):
+        with open(self.stats_file) as f:
+            return json.load(f)
+
+
+class LoadSet:
+    """Several wsn_load processes; users first..first+n-1, split over the targets (ports)."""
+
+    def __init__(self, b, ports, first_user, n, nchan=False, path=None, src_base=0):
+        self.b = b
+        per_port = [n // len(ports) + (1 if i < n % len(ports) else 0) for i in range(len(ports))]
+        self.loaders = []
+        user = first_user
+        self.t0 = time.monotonic()
+        idx = 0
+        for port, share in zip(ports, per_port):
+            k = max(1, -(-share // PER_LOADER)) if share >= 2000 else 1
+            if share >= 2000 and k < 2 and not b.a.single_loader:
+                k = 2                  # two processes: both CPUs can take part
+            for j in range(k):
+                m = share // k + (1 if j < share % k else 0)
+                a = src_base + idx * 3      # 3 source addresses each
+                if 2 + a + 2 > 254:
+                    raise BenchError("out of 127.0.0.x source addresses")
+                src = "127.0.0.%d-127.0.0.%d" % (2 + a, 4 + a)
+                self.loaders.append(Loader(b, idx, port, user, m, src, nchan=nchan, path=path))
+                user += m
+                idx += 1
+        self.n = n
+        self.users = (first_user, first_user + n - 1)
+        self.src_used = len(self.loaders) * 3
+
+    @classmethod
+    def union(cls, sets):
+        u = cls.__new__(cls)
+        u.b = sets[0].b
+        u.loaders = [l for s in sets for l in s.loaders]
+        u.n = sum(s.n for s in sets)
+        return u
+
+    def wait_ready(self, timeout):
+        wait_for(lambda: all(l.ready() for l in self.loaders), timeout,
+                 "%d connections from %d wsn_load processes" % (self.n, len(self.loaders)),
+                 step=0.05)
+        self.t_ready = time.monotonic()
+        self.ramp_s = self.t_ready - self.t0
+        opened = 0
+        for l in self.loaders:
+            with open(l.ready_file) as f:
+                opened += int(f.read().split()[0])
+        self.opened = opened
+        return opened
+
+    def _signal_and_wait(self, sig, key, timeout=20.0):
+        want = {}
+        for l in self.loaders:
+            if sig == signal.SIGUSR2:
+                l.resets += 1
+                want[l] = ("resets", l.resets)
+            else:
+                l.seq += 1
+                want[l] = ("stats_seq", l.seq)
+            os.kill(l.proc.pid, sig)
+        out = {}
+        end = time.monotonic() + timeout
+        for l in self.loaders:
+            k, v = want[l]
+            while True:
                 try:
-                    f = c.recv_frame(0.05)
-                    closed = f.opcode == wc.OP_CLOSE
-                except wc.WSTimeout:
-                    closed = False
-                except (wc.WSError, OSError):
-                    closed = True
-                if closed:
-                    p.unregister(fd)
-                    del self.by_fd[fd]
-                    self.lost += 1
+                    st = l.read()
+                    if st["phase"][k] >= v:
+                        l.seq = max(l.seq, st["phase"]["stats_seq"])
+                        out[l] = st
+                        break
+                except (OSError, ValueError, KeyError):
+                    pass
+                if l.proc.poll() is not None:
+                    raise BenchError("wsn_load %d died:\n%s" % (l.idx, tail(l.proc.log_path)))
+                if time.monotonic() > end:
+                    raise BenchError("wsn_load %d did not answer %s" % (l.idx, key))
+                time.sleep(0.02)
+        return [out[l] for l in self.loaders]
+
+    def reset(self):
+        return self._signal_and_wait(signal.SIGUSR2, "SIGUSR2")
+
+    def stats(self):
+        return self._signal_and_wait(signal.SIGUSR1, "SIGUSR1")
+
+    def wait_received(self, want, timeout):
+        """Poll until the phase counts add up to want (bounded); the last stats."""
+        end = time.monotonic() + timeout
+        while True:
+            st = self.stats()
+            got = sum(s["phase"]["notifications"] for s in st)
+            if got >= want or time.monotonic() > end:
+                return st, got
+            time.sleep(0.1)
+
+    def cpu_ticks(self):
+        return sum(cpu_ticks(l.proc.pid) for l in self.loaders)
+
+    def open_count(self, st=None):
+        st = st or self.stats()
+        return sum(s["connections"]["open"] for s in st)
+
+    def connect_errors(self, st):
+        errs = {}
+        for s in st:
+            for k, v in s["connect_errors"].items():
+                errs[k] = errs.get(k, 0) + v
+        return errs
 
     def stop(self):
-        self.stopping.set()
-        self.join(2)
+        self.b.procs.stop_many([l.proc for l in self.loaders], timeout=30)
 
+
+# ============================================================== bench
 
 class Bench:
-    def __init__(self, args):
-        self.a = args
-        self.daemon = None
-        self.loads = []
-        self.senders = []
-        self.stubs = None
-        self.sender = None
-        self.warm = []
-        self.warm_keeper = None
+    def __init__(self, a):
+        self.a = a
+        self.daemon = a.daemon
+        tools = os.path.join(os.path.dirname(os.path.abspath(a.daemon)), "scripts", "bench")
+        self.wsn_load = os.path.join(tools, "wsn_load")
+        self.wsn_publish = os.path.join(tools, "wsn_publish")
+        for p in (self.daemon, self.wsn_load, self.wsn_publish):
+            if not os.access(p, os.X_OK):
+                raise BenchError("%s is missing (build first: make in the build directory)" % p)
         self.tmp = tempfile.mkdtemp(prefix="wsn-bench-")
-        self.r = {"config": {}, "memory": {}, "ramp": {}, "latency": {}, "throughput": {}}
-        self.rng = random.Random(args.seed)
-        self.load_uids = []
+        self.procs = Procs(self.tmp)
+        self.quick = a.quick
+        self.lat_s = 3.0 if a.quick else 10.0
+        self.tput_s = 3.0 if a.quick else 8.0
+        self.users = a.users
+        self.in_flight = a.in_flight
+        self.rate = a.rate
+        self.r = {"config": {}, "node": None, "cluster": None, "nchan": None, "big": None}
 
-    # ---- set-up and tear-down
-    def idle_check(self):
-        """Other processes sharing the machine skew every figure: measure them first."""
+    # ---- environment
+    def environment(self):
+        fd_soft, fd_hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        m = meminfo()
+        env = {
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "kernel": platform.release(), "cpus": os.cpu_count(),
+            "mem_total_gib": round(m["MemTotal"] / 2**30, 1),
+            "mem_available_gib": round(m["MemAvailable"] / 2**30, 1),
+            "rlimit_nofile": [fd_soft, fd_hard],
+            "sysctl": {k: sysctl(k) for k in (
+                "net.ipv4.ip_local_port_range", "fs.nr_open", "fs.file-max", "fs.file-nr",
+                "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_mem",
+                "net.netfilter.nf_conntrack_max", "net.netfilter.nf_conntrack_count",
+                "vm.max_map_count", "kernel.pid_max")},
+            "daemon": self.daemon,
+        }
+        try:
+            env["daemon_version"] = subprocess.run(
+                [self.daemon, "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                timeout=10).stdout.decode().strip()
+        except (OSError, subprocess.TimeoutExpired):
+            env["daemon_version"] = "?"
+        for name, argv in (("nginx", ["nginx", "-v"]), ("redis", ["redis-server", "--version"])):
+            try:
+                env[name] = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                           timeout=10).stdout.decode().strip()
+            except (OSError, subprocess.TimeoutExpired):
+                env[name] = None
         a0, t0 = machine_busy_ticks(), time.monotonic()
         time.sleep(1.0)
-        busy = (machine_busy_ticks() - a0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0) * 100
-        self.r["config"]["machine_busy_before_percent"] = busy
-        with open("/proc/loadavg") as f:
-            self.r["config"]["loadavg_before"] = f.read().split()[:3]
-        if busy > 20:
+        env["machine_busy_before_pct"] = round(
+            (machine_busy_ticks() - a0) / HZ / (time.monotonic() - t0) * 100, 1)
+        if env["machine_busy_before_pct"] > 15:
             log("WARNING: the machine is not idle (%.0f%% of a core busy before the start): "
-                "the numbers will be skewed" % busy)
+                "the figures will be skewed" % env["machine_busy_before_pct"])
+        self.r["config"] = env
+        self.limits = self.connection_bound(env)
+        env["big_bound"] = self.limits
 
-    def start_daemon(self):
-        a = self.a
-        extra = ["--log-level", a.log_level]
-        self.max_connections = max(100000, a.connections + 2 * a.warmup + 1000)
-        self.daemon = wc.Daemon(binary=a.daemon, workers=a.workers, heartbeat=a.heartbeat,
-                                max_connections=self.max_connections,
-                                extra_args=extra, name="bench")
-        self.daemon.start(timeout=20)
-        self.master_pid = self.daemon.proc.pid
-        deadline = time.monotonic() + 10
-        while True:
-            self.worker_pids = children_of(self.master_pid)
-            if len(self.worker_pids) == a.workers or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        if len(self.worker_pids) != a.workers:
-            raise BenchError("expected %d worker processes under master %d, found %r" % (
-                a.workers, self.master_pid, self.worker_pids))
-        ver = subprocess.run([a.daemon, "--version"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, timeout=10).stdout.decode().strip()
-        self.r["config"].update({
-            "daemon": a.daemon, "version": ver, "argv": self.daemon.argv,
-            "workers": a.workers, "worker_pids": self.worker_pids, "master_pid": self.master_pid})
-        log("daemon %s: master %d, workers %s, ws :%d, grpc :%d" % (
-            ver, self.master_pid, self.worker_pids, self.daemon.port, self.daemon.grpc_port))
+    def connection_bound(self, env):
+        """What bounds the number of loopback connections one run can hold."""
+        fd_hard = env["rlimit_nofile"][1]
+        lo, hi = (int(x) for x in env["sysctl"]["net.ipv4.ip_local_port_range"])
+        ports = hi - lo + 1
+        file_max = int(env["sysctl"]["fs.file-max"][0])
+        ct = env["sysctl"]["net.netfilter.nf_conntrack_max"]
+        ct_count = env["sysctl"]["net.netfilter.nf_conntrack_count"]
+        mem = meminfo()["MemAvailable"]
+        per_pair = 11000        # bytes: both kernel sockets + both user sides, measured ~9-11 KB
+        srcs = 250
+        b = {
+            "per_process_fd_limit": fd_hard,
+            "ephemeral_ports_per_source_address": ports,
+            "by_source_ports": srcs * ports,
+            "by_file_max": file_max // 2 - 10000,
+            "by_memory": int(mem * 0.8 / per_pair),
+            "nf_conntrack_max": int(ct[0]) if ct else None,
+            "conntrack_active": bool(ct_count and int(ct_count[0]) > 0),
+        }
+        lim = min(b["by_source_ports"], b["by_file_max"], b["by_memory"])
+        if b["conntrack_active"] and b["nf_conntrack_max"]:
+            lim = min(lim, b["nf_conntrack_max"])
+        b["max_connections"] = lim
+        return b
 
-    def start_loads(self):
+    # ---- measuring helpers
+    def cpu(self, server):
+        return {role: sum(cpu_ticks(p) for p in pids) for role, pids in server.roles().items()}
+
+    def mem(self, server):
+        m = server.mem_pids()
+        w = [smaps(p) for p in m["workers"]]
+        al = [smaps(p) for p in m["all"]]
+        out = {"workers_private": sum(x["private"] for x in w),
+               "workers_anon_private": sum(x["anon_private"] for x in w),
+               "pss": sum(x["pss"] for x in al),
+               "slab": meminfo()["Slab"]}
+        if isinstance(server, Cluster):
+            out["redis_used"] = server.redis.used_memory()
+            out["redis_private"] = smaps(server.redis.proc.pid)["private"]
+        return out
+
+    def publish(self, targets, extra, duration=None, count=None, in_flight=None, rate=None,
+                tag="pub"):
+        """Run wsn_publish processes (one per target) to the end; their stats."""
+        ps = []
+        k = len(targets)
+        inf = in_flight or self.in_flight
+        for i, t in enumerate(targets):
+            argv = [self.wsn_publish, "--quiet", "--in-flight", str(max(1, -(-inf // k))),
+                    "--stats-file", os.path.join(self.tmp, "%s-%d.json" % (tag, i)),
+                    "--seed", str(1000 + i)]
+            if isinstance(t, str):
+                argv += ["--nchan-url", t]
+            else:
+                argv += ["--server", "127.0.0.1:%d" % t]
+            if duration:
+                argv += ["--duration", str(duration)]
+            if count:
+                argv += ["--count", str(count)]
+            if rate:
+                argv += ["--rate", str(rate / k)]
+            argv += extra
+            ps.append(self.procs.start("wsn_publish-%s-%d" % (tag, i), argv))
+        limit = (duration or 10) + 40
+        end = time.monotonic() + limit
+        out = []
+        for i, p in enumerate(ps):
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log("wsn_publish did not finish within %.0f s: stopping it" % limit)
+            self.procs.stop(p, timeout=10, sig=signal.SIGINT)
+            try:
+                with open(os.path.join(self.tmp, "%s-%d.json" % (tag, i))) as f:
+                    out.append(json.load(f))
+            except (OSError, ValueError):
+                raise BenchError("wsn_publish wrote no stats:\n%s" % tail(p.log_path))
+        return out
+
+    def phase(self, server, loads, targets, extra, rate=None, duration=None, count=None,
+              expect=None, tag="pub"):
+        """Publish, wait until the clients have what was delivered, measure the CPU."""
+        loads.reset()
+        c0 = self.cpu(server)
+        l0 = loads.cpu_ticks()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        m0, t0 = machine_busy_ticks(), time.monotonic()
+        pubs = self.publish(targets, extra, rate=rate, duration=duration, count=count, tag=tag)
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        answered = sum(p["notifications"]["answered"] for p in pubs)
+        delivered = sum(p["notifications"]["delivered"] for p in pubs)
+        recipients = sum(p.get("broadcast_recipients", 0) for p in pubs)
+        want = expect or recipients or delivered
+        res_expected = want
+        st, got = loads.wait_received(want, timeout=30 + (duration or 0))
+        t1 = time.monotonic()
+        c1 = self.cpu(server)
+        l1 = loads.cpu_ticks()
+        m1 = machine_busy_ticks()
+        wall = t1 - t0
+        t0_mono = min(p["t0_mono_ns"] for p in pubs)
+        last = max((s["phase"]["last_mono_ns"] for s in st), default=0)
+        send_end = max(p["t_last_done_mono_ns"] for p in pubs)
+        cpu = {k: (c1.get(k, 0) - c0.get(k, 0)) / HZ for k in c1}
+        res = {
+            "answered": answered, "delivered": delivered, "received": got,
+            "broadcast_recipients": recipients, "expected": res_expected,
+            "publisher_answered_per_s": sum(p["rate"]["answered_per_s"] for p in pubs),
+            "received_per_s": got / ((last - t0_mono) / NS) if last > t0_mono else 0,
+            "last_frame_after_s": (last - t0_mono) / NS if last else None,
+            "sending_s": (send_end - t0_mono) / NS,
+            "latency_us": merge_hist(st),
+            "call_latency_us": pubs[0]["call_latency_us"] if len(pubs) == 1 else
+            [p["call_latency_us"] for p in pubs],
+            "server_cpu_s": cpu,
+            "wall_s": wall,
+            "load_tools_cpu_s": {"wsn_load": (l1 - l0) / HZ,
+                                 "wsn_publish": (ru1.ru_utime + ru1.ru_stime) -
+                                 (ru0.ru_utime + ru0.ru_stime)},
+            "machine_busy_cpus": (m1 - m0) / HZ / wall,
+            "statuses": [p["calls"]["status"] for p in pubs],
+        }
+        n = answered if not recipients else recipients
+        tot = sum(v for k, v in cpu.items() if k != "redis")
+        res["server_cpu_us_per_notification"] = {
+            k: v * 1e6 / n if n else None for k, v in cpu.items()}
+        res["server_cpu_us_per_notification"]["total"] = tot * 1e6 / n if n else None
+        if "redis" in cpu:
+            res["server_cpu_us_per_notification"]["total_with_redis"] = \
+                sum(cpu.values()) * 1e6 / n if n else None
+        allcpu = sum(cpu.values())
+        res["notifications_per_server_core_s"] = n / allcpu if allcpu > 0 else None
+        if got < want:
+            log("WARNING: %s: the clients received %d of %d" % (tag, got, want))
+        return res
+
+    @staticmethod
+    def server_hist_max(h0, h1):
+        """From two scrapes of the cumulative histogram: the bucket (above_s, le_s] that holds
+        the slowest frame written in between (a broadcast: when a worker finished)."""
+        total = h1.get(float("inf"), 0) - h0.get(float("inf"), 0)
+        if total <= 0:
+            return None
+        prev = 0.0
+        for le in sorted(h1):
+            if h1[le] - h0.get(le, 0) >= total:
+                return {"le_s": le, "above_s": prev, "frames": total}
+            prev = le
+        return None
+
+    def daemons_of(self, server):
+        return server.nodes if isinstance(server, Cluster) else (
+            [server] if isinstance(server, Daemon) else [])
+
+    def broadcast(self, server, loads, rounds=3):
+        out = []
+        for i in range(rounds):
+            hs0 = [d.metrics_hist() for d in self.daemons_of(server)]
+            if isinstance(server, Nginx):
+                res = self.phase(server, loads, [server.pub_url],
+                                 ["--users", "%d-%d" % (NCHAN_BCAST_CHANNEL, NCHAN_BCAST_CHANNEL)],
+                                 count=1, tag="bcast", expect=loads.n)
+                res["broadcast_recipients"] = loads.n
+            else:
+                # recipients counts the warm-up connections too: wait for the measured ones
+                res = self.phase(server, loads, [self.grpc_ports(server)[0]], ["--broadcast"],
+                                 count=1, tag="bcast", expect=loads.n)
+            hs1 = [d.metrics_hist() for d in self.daemons_of(server)]
+            srv = [self.server_hist_max(h0, h1) for h0, h1 in zip(hs0, hs1)]
+            srv = [x for x in srv if x]
+            res["server_written_within_s"] = max((x["le_s"] for x in srv), default=None)
+            res["server_written_above_s"] = max((x["above_s"] for x in srv), default=None)
+            out.append(res)
+            log("  broadcast %d: %d of %d clients, last frame %.1f ms after the call%s" % (
+                i + 1, res["received"], loads.n, (res["last_frame_after_s"] or 0) * 1e3,
+                ", server: all written within %g s" % res["server_written_within_s"]
+                if res["server_written_within_s"] else ""))
+            time.sleep(0.5)
+        return out
+
+    def grpc_ports(self, server):
+        return [d.grpc_port for d in self.daemons_of(server)]
+
+    def warm_up(self, server, ports):
+        """64 connections and a few notifications, held for the whole run, so code paths,
+        libevent and malloc arenas are touched before the memory baseline."""
+        w = LoadSet(self, ports, WARM_USER, 64, nchan=isinstance(server, Nginx), src_base=240)
+        w.wait_ready(30)
+        if isinstance(server, Nginx):
+            self.publish([server.pub_url], ["--users", "%d-%d" % w.users], count=128, tag="warm")
+        else:
+            self.publish(self.grpc_ports(server)[:1], ["--users", "%d-%d" % w.users], count=128,
+                         tag="warm")
+        time.sleep(0.5)
+        return w
+
+    # ---- one target
+    def run_target(self, kind):
         a = self.a
-        nproc = max(1, -(-a.connections // a.per_process))
-        if nproc > 250:
-            raise BenchError("too many load processes (%d); raise --per-process" % nproc)
-        mp = multiprocessing.get_context("fork")
-        first = LOAD_UID_BASE
-        for i in range(nproc):
-            count = a.connections // nproc + (1 if i < a.connections % nproc else 0)
-            spec = {"index": i, "host": "127.0.0.1", "port": self.daemon.port,
-                    "src": "127.0.0.%d" % (2 + i), "uid_first": first, "count": count,
-                    "secret": self.daemon.secret, "window": a.window}
-            self.loads.append(Child(mp, _load_main, spec, "wsn-bench-load"))
-            self.load_uids.extend(range(first, first + count))
-            first += count
-        for lp in self.loads:
-            lp.expect("ready", 60)
-        self.r["config"].update({"load_processes": nproc,
-                                 "sources": "127.0.0.2-127.0.0.%d" % (1 + nproc)})
-        log("%d load processes ready (%s)" % (nproc, self.r["config"]["sources"]))
+        log("=== %s ===" % kind)
+        N = self.users
+        if kind == "node":
+            server = Daemon(self, "node", a.workers, N + 20000)
+            ports = [server.port]
+        elif kind == "cluster":
+            server = Cluster(self, 3, a.workers, N + 20000)
+            ports = [d.port for d in server.nodes]
+        else:
+            server = Nginx(self, a.workers)
+            ports = [server.port]
+        server.wait_up()
+        nchan = kind == "nchan"
+        targets = [server.pub_url] if nchan else self.grpc_ports(server)
+        res = {"users": N, "workers": a.workers, "servers": len(ports)}
+        warm = self.warm_up(server, ports)
+        time.sleep(0.5)
+        m0 = self.mem(server)
+        c0 = self.cpu(server)
+        loads = LoadSet(self, ports, 1, N, nchan=nchan)
+        opened = loads.wait_ready(120)
+        time.sleep(1.0)
+        m1 = self.mem(server)
+        c1 = self.cpu(server)
+        per = {k: (m1[k] - m0[k]) / max(1, opened) for k in m0}
+        res["memory_per_connection_bytes"] = per
+        res["memory_before"], res["memory_after"] = m0, m1
+        res["connections_opened"] = opened
+        res["connect_s"] = loads.ramp_s
+        res["connect_rate_per_s"] = opened / loads.ramp_s
+        res["connect_server_cpu_us_per_connection"] = {
+            k: (c1[k] - c0[k]) / HZ * 1e6 / max(1, opened) for k in c1}
+        res["load_processes"] = len(loads.loaders)
+        log("  %d connections in %.2f s (%.0f/s); workers' private %.0f B, Pss %.0f B per connection"
+            % (opened, loads.ramp_s, res["connect_rate_per_s"], per["workers_private"],
+               per["pss"]))
+        users = ["--users", "%d-%d" % loads.users]
+        log("  latency at %d/s for %.0f s" % (self.rate, self.lat_s))
+        res["latency"] = self.phase(server, loads, targets, users, rate=self.rate,
+                                    duration=self.lat_s, tag="lat")
+        L = res["latency"]["latency_us"]
+        log("    p50 %.0f / p99 %.0f / p99.9 %.0f / max %.0f µs" % (
+            L["p50"] or 0, L["p99"] or 0, L["p999"] or 0, L["max"] or 0))
+        time.sleep(0.5)
+        log("  unary flat out for %.0f s, %d in flight" % (self.tput_s, self.in_flight))
+        res["unary"] = self.phase(server, loads, targets, users, duration=self.tput_s, tag="unary")
+        self.log_tput(res["unary"])
+        time.sleep(0.5)
+        if not nchan:
+            log("  batches of 100 flat out for %.0f s, %d calls in flight" % (
+                self.tput_s, self.in_flight))
+            res["batch"] = self.phase(server, loads, targets, users + ["--batch", "100"],
+                                      duration=self.tput_s, tag="batch")
+            self.log_tput(res["batch"])
+            time.sleep(0.5)
+        res["memory_after_traffic"] = self.mem(server)
+        log("  broadcast to %d connections" % N)
+        if nchan:
+            loads.stop()
+            loads = LoadSet(self, ports, 1, N, nchan=True, path="/bsub/%lld")
+            loads.wait_ready(120)
+            time.sleep(0.5)
+        res["broadcast"] = self.broadcast(server, loads)
+        res["broadcast_connections"] = N
+        loads.stop()
+        warm.stop()
+        self.stop_server(server)
+        if a.big and kind != "node":
+            res["big_broadcast"] = self.big_broadcast(kind)
+        return res
+
+    def log_tput(self, r):
+        c = r["server_cpu_us_per_notification"]
+        log("    %.0f answered/s, %.0f received/s at the clients; server CPU %.1f µs per "
+            "notification (%s)" % (r["publisher_answered_per_s"], r["received_per_s"],
+                                   c["total"] or 0,
+                                   ", ".join("%s %.1f" % (k, v or 0) for k, v in c.items()
+                                             if k not in ("total",))))
+
+    def stop_server(self, server):
+        if isinstance(server, Cluster):
+            for d in server.nodes:
+                self.procs.stop(d.proc, timeout=30)
+            self.procs.stop(server.redis.proc)
+        else:
+            self.procs.stop(server.proc, timeout=30)
+
+    def workers_for(self, n):
+        """Workers (or nginx workers) so that none holds more than ~14 000 descriptors."""
+        per = max(1000, min(14000, self.limits["per_process_fd_limit"] - FD_LIMIT_SLACK - 5000))
+        return max(2, -(-n // per))
+
+    def big_broadcast(self, kind):
+        n = self.a.broadcast_connections
+        log("=== %s: broadcast to %d connections (--big) ===" % (kind, n))
+        if kind == "cluster":
+            w = max(2, -(-n // 3 // 13000))
+            server = Cluster(self, 3, w, n + 20000)
+            ports = [d.port for d in server.nodes]
+        else:
+            w = self.workers_for(n)
+            server = Nginx(self, w)
+            ports = [server.port]
+        server.wait_up()
+        loads = LoadSet(self, ports, 1, n, nchan=kind == "nchan",
+                        path="/bsub/%lld" if kind == "nchan" else None)
+        opened = loads.wait_ready(600)
+        res = {"connections": opened, "workers": w, "connect_s": loads.ramp_s,
+               "connect_rate_per_s": opened / loads.ramp_s}
+        log("  %d connections in %.1f s" % (opened, loads.ramp_s))
+        time.sleep(1.0)
+        res["broadcast"] = self.broadcast(server, loads)
+        loads.stop()
+        self.stop_server(server)
+        return res
+
+    def run_big(self):
+        """One node, many workers, as many idle connections as the machine allows (target
+        --big-connections): broadcast at --broadcast-connections on the way up, then memory
+        and latency at 2000/s with all held."""
+        a = self.a
+        lim = self.limits
+        target = min(a.big_connections, lim["max_connections"])
+        if target < a.big_connections:
+            log("the kernel bounds this run to %d connections (%s)" % (target, lim))
+        bc = min(a.broadcast_connections, target)
+        w = self.workers_for(target)
+        log("=== node --big: %d connections, %d workers ===" % (target, w))
+        server = Daemon(self, "node-big", w, target + 20000)
+        server.wait_up(60)
+        res = {"target": a.big_connections, "bounded_to": target, "workers": w,
+               "bounds": lim}
+        warm = self.warm_up(server, [server.port])
+        m0 = self.mem(server)
+        stage1 = LoadSet(self, [server.port], 1, bc)
+        opened1 = stage1.wait_ready(600)
+        res["broadcast_connections"] = opened1
+        res["stage1_connect_rate_per_s"] = opened1 / stage1.ramp_s
+        log("  %d connections in %.1f s (%.0f/s)" % (opened1, stage1.ramp_s,
+                                                    res["stage1_connect_rate_per_s"]))
+        time.sleep(1.0)
+        res["broadcast"] = self.broadcast(server, stage1)
+        loads = [stage1]
+        rest = target - bc
+        t0 = time.monotonic()
+        if rest > 0:
+            stage2 = LoadSet(self, [server.port], 1 + bc, rest, src_base=stage1.src_used)
+            try:
+                stage2.wait_ready(900)
+            except BenchError as e:
+                log("  stage 2: %s" % e)
+            loads.append(stage2)
+        st = [s for ls in loads for s in ls.stats()]
+        held = sum(s["connections"]["open"] for s in st)
+        res["connections_held"] = held
+        res["connect_errors"] = loads[0].connect_errors(st)
+        res["stage2_connect_rate_per_s"] = (held - opened1) / max(0.001, time.monotonic() - t0)
+        h = server.health() or {}
+        res["server_ws_connections"] = h.get("ws_connections")
+        res["conntrack_count"] = sysctl("net.netfilter.nf_conntrack_count")
+        res["fs_file_nr"] = sysctl("fs.file-nr")
+        log("  held %d connections (server says %s); errors %s" % (
+            held, h.get("ws_connections"), res["connect_errors"] or "none"))
+        time.sleep(2.0)
+        m1 = self.mem(server)
+        res["memory_per_connection_bytes"] = {k: (m1[k] - m0[k]) / max(1, held) for k in m0}
+        res["memory_before"], res["memory_after"] = m0, m1
+        res["mem_available_gib_after"] = round(meminfo()["MemAvailable"] / 2**30, 1)
+
+        allset = LoadSet.union(loads)
+        allset.n = held
+        log("  latency at %d/s for %.0f s with %d held" % (self.rate, self.lat_s, held))
+        res["latency"] = self.phase(server, allset, [server.grpc_port],
+                                    ["--users", "1-%d" % held], rate=self.rate,
+                                    duration=self.lat_s, tag="biglat")
+        L = res["latency"]["latency_us"]
+        log("    p50 %.0f / p99 %.0f / p99.9 %.0f / max %.0f µs" % (
+            L["p50"] or 0, L["p99"] or 0, L["p999"] or 0, L["max"] or 0))
+        log("  one broadcast to all %d" % held)
+        res["broadcast_all"] = self.broadcast(server, allset, rounds=1)
+        for ls in reversed(loads):
+            ls.stop()
+        warm.stop()
+        self.stop_server(server)
+        return res
+
+    def run(self):
+        self.environment()
+        kinds = [self.a.only] if self.a.only else ["node", "cluster", "nchan"]
+        for k in kinds:
+            if k == "cluster" and not shutil.which("redis-server"):
+                log("no redis-server: cluster skipped")
+                continue
+            if k == "nchan" and not (shutil.which("nginx") and os.path.exists(NCHAN_MODULE)):
+                log("no nginx or %s: nchan skipped" % NCHAN_MODULE)
+                continue
+            self.r[k] = self.run_target(k)
+        if self.a.big and (not self.a.only or self.a.only == "node"):
+            self.r["big"] = self.run_big()
 
     def cleanup(self):
-        for ch in self.loads + self.senders:
-            ch.stop()
-        if self.warm_keeper is not None:
-            self.warm_keeper.stop()
-        for c in self.warm:
-            c.abort()
-        if self.sender is not None:
-            try:
-                self.sender.close()
-            except Exception:      # noqa: BLE001 — best effort
-                pass
-        if self.daemon is not None:
-            rc = self.daemon.stop(timeout=15)
-            if rc is None:
-                log("wsnotifyd did not stop within 15 s of SIGTERM: killed")
-            self.daemon.cleanup(keep_log=self.a.keep_log)
-            if self.a.keep_log:
-                log("daemon log kept: %s" % self.daemon.log_path)
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    # ---- warm-up
-    def warm_up(self):
-        """A few connections and notifications so code paths, libevent and malloc arenas
-        are touched before the baseline; these stay open for the whole run."""
-        n = self.a.warmup
-        d = self.daemon
-        paths = ["/ws?token=" + d.token(WARM_UID_BASE + i) for i in range(n)]
-        res = wc.connect_many(d.host, d.port, paths, timeout=10)
-        bad = [x for x in res if not isinstance(x, wc.WSConnection)]
-        self.warm = [x for x in res if isinstance(x, wc.WSConnection)]
-        if bad:
-            raise BenchError("warm-up: %d of %d connections failed: %r" % (len(bad), n, bad[:3]))
-        for c in self.warm:
-            if c.recv_json(5).get("type") != "connected":
-                raise BenchError("warm-up: no connected message")
-        for i, c in enumerate(self.warm):
-            resp = self.sender.send(WARM_UID_BASE + i, WARM_ID_BASE + i)
-            if not resp.delivered:
-                raise BenchError("warm-up notification not delivered")
-            m = c.recv_json(5)
-            if m.get("type") != "notification":
-                raise BenchError("warm-up: expected a notification, got %r" % m)
-        d.health()
-        latency_histogram(d)
-        self.warm_keeper = WarmKeeper(self.warm)
-        self.warm_keeper.start()
-
-    def wait_health_connections(self, want, timeout):
-        ok, h = self.daemon.wait_health(lambda h: h.get("ws_connections") == want, timeout=timeout,
-                                        interval=0.25)
-        if not ok:
-            raise BenchError("/health: ws_connections %r, expected %d" % (
-                h.get("ws_connections") if isinstance(h, dict) else h, want))
-
-    # ---- 1+2: ramp and memory
-    def ramp(self):
-        a = self.a
-        self.wait_health_connections(a.warmup, 10)
-        time.sleep(0.5)
-        self.mem_before = snapshot(self.master_pid, self.worker_pids)
-        ramp_timeout = 30 + a.connections / 200.0
-        log("opening %d connections ..." % a.connections)
-        t0 = time.monotonic_ns()
-        for lp in self.loads:
-            lp.send("ramp", ramp_timeout)
-        infos = [lp.expect("ramped", ramp_timeout + 30) for lp in self.loads]
-        t1 = time.monotonic_ns()
-        opened = sum(i["opened"] for i in infos)
-        failures = collections.Counter()
-        for i in infos:
-            failures.update(i["failures"])
-        start = min(i["t_start"] for i in infos)
-        end = max(i["t_end"] for i in infos)
-        hs = [x for i in infos for x in i["handshake_ns"]]
-        secs = (end - start) / 1e9
-        self.r["ramp"] = {
-            "connections": a.connections, "opened": opened, "failures": dict(failures),
-            "seconds": secs, "per_second": opened / secs if secs > 0 else None,
-            "wall_seconds": (t1 - t0) / 1e9, "window_per_process": a.window,
-            "handshake_ms": {k: (v / 1e6 if k != "n" else v) for k, v in percentiles(hs).items()},
-            "per_process": [{"opened": i["opened"], "seconds": (i["t_end"] - i["t_start"]) / 1e9}
-                            for i in infos]}
-        log("opened %d of %d in %.2f s (%.0f/s)%s" % (
-            opened, a.connections, secs, opened / secs if secs else 0,
-            ", failures: %r" % dict(failures) if failures else ""))
-        if opened != a.connections:
-            raise BenchError("only %d of %d connections opened: %r" % (opened, a.connections,
-                                                                        dict(failures)))
-        self.wait_health_connections(a.warmup + a.connections, 20)
-        time.sleep(a.settle)
-        self.mem_open = snapshot(self.master_pid, self.worker_pids)
-        self.r["memory"]["idle"] = self.memory_report(self.mem_before, self.mem_open, a.connections)
-
-    def memory_report(self, before, after, n):
-        def delta(cls, field, procs="workers"):
-            if procs == "workers":
-                return sum(after["workers"][p][cls][field] - before["workers"][p][cls][field]
-                           for p in after["workers"])
-            return after["master"][cls][field] - before["master"][cls][field]
-
-        rep = {"connections": n, "user_space": {}, "kernel": {}}
-        u = rep["user_space"]
-        for cls in ("total", "heap_anon", "shm", "file", "other"):
-            priv = delta(cls, "Private_Dirty") + delta(cls, "Private_Clean")
-            u[cls] = {"private_bytes": priv, "private_per_conn": priv / n,
-                      "rss_bytes": delta(cls, "Rss"), "rss_per_conn": delta(cls, "Rss") / n,
-                      "pss_bytes": delta(cls, "Pss"), "pss_per_conn": delta(cls, "Pss") / n}
-
-        def shm_resident(snap):
-            # Pss of the region summed over every process = its pages mapped anywhere.
-            return snap["master"]["shm"]["Pss"] + sum(w["shm"]["Pss"] for w in snap["workers"].values())
-
-        rep["shared_region"] = {"size": after["master"]["shm"]["Size"],
-                                "max_connections": self.max_connections,
-                                "resident_before": shm_resident(before),
-                                "resident_after": shm_resident(after)}
-        mp = delta("total", "Pss", "master")
-        u["master_pss_bytes"] = mp
-        whole = u["total"]["pss_bytes"] + mp
-        u["daemon_pss_bytes"] = whole
-        u["daemon_pss_per_conn"] = whole / n
-        u["per_worker"] = {}
-        for p in after["workers"]:
-            wa, wb = after["workers"][p], before["workers"][p]
-            u["per_worker"][str(p)] = {
-                "private_delta": sum(wa["total"][f] - wb["total"][f]
-                                     for f in ("Private_Dirty", "Private_Clean")),
-                "heap_anon_private_delta": sum(wa["heap_anon"][f] - wb["heap_anon"][f]
-                                               for f in ("Private_Dirty", "Private_Clean")),
-                "rss_after": wa["total"]["Rss"]}
-        kb, ka = before["kernel"], after["kernel"]
-        k = rep["kernel"]
-        for f in ("Slab", "SUnreclaim", "SReclaimable", "PageTables", "tcp_mem"):
-            k[f] = {"bytes": ka[f] - kb[f], "per_conn": (ka[f] - kb[f]) / n}
-        k["tcp_sockets"] = ka["tcp_inuse"] - kb["tcp_inuse"]
-        if ka["slabs"] is not None and kb["slabs"] is not None:
-            d = {name: ka["slabs"].get(name, 0) - kb["slabs"].get(name, 0)
-                 for name in set(ka["slabs"]) | set(kb["slabs"])}
-            top = sorted(d.items(), key=lambda kv: -kv[1])[:10]
-            k["top_slab_caches_per_conn"] = [(name, v / n) for name, v in top if v > 0]
-            k["proc_inode_cache_per_conn"] = d.get("proc_inode_cache", 0) / n
-            k["server_socket_objects"] = {name: ka["objsize"][name] for name in SOCKET_CACHES
-                                          if name in ka["objsize"]}
-            k["server_socket_bytes"] = sum(k["server_socket_objects"].values())
-        return rep
-
-    # ---- 3: latency
-    def wait_arrivals(self, want_ids, timeout):
-        """Pump live arrivals until every id in want_ids arrived, or the timeout.
-        -> {id: [(id, t_ns, uid), ...]} of everything that arrived meanwhile."""
-        deadline = time.monotonic() + timeout
-        got = {}
-        pipes = {lp.pipe: lp for lp in self.loads}
-        while True:
-            for lp in self.loads:
-                for rec in lp.live_arrivals:
-                    got.setdefault(rec[0], []).append(rec)
-                lp.live_arrivals = []
-            if all(i in got for i in want_ids):
-                return got
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return got
-            for p in multiprocessing.connection.wait(list(pipes), min(left, 0.5)):
-                pipes[p].pump()
-
-    def latency(self):
-        a = self.a
-        k = a.notifications
-        log("latency: %d notifications, one at a time ..." % k)
-        for lp in self.loads:
-            lp.send("live", True)
-        h0 = latency_histogram(self.daemon)
-        cpu0 = self.cpu_sample()
-        lat, rtt, missing, dups, wrong, undelivered = [], [], 0, 0, 0, 0
-        gc.collect()
-        gc.disable()
-        try:
-            for i in range(k):
-                uid = self.rng.choice(self.load_uids)
-                nid = LATENCY_ID_BASE + i
-                req = self.sender.request(uid, nid)
-                t0 = time.monotonic_ns()
-                resp = self.sender.stub.SendNotification(req, timeout=5)
-                t1 = time.monotonic_ns()
-                rtt.append(t1 - t0)
-                if not resp.delivered:
-                    undelivered += 1
-                    continue
-                got = self.wait_arrivals([nid], 2.0)
-                recs = got.get(nid)
-                if not recs:
-                    missing += 1
-                    continue
-                if len(recs) > 1:
-                    dups += 1
-                if recs[0][2] != uid:
-                    wrong += 1
-                lat.append(recs[0][1] - t0)
-                for other in got:
-                    if other != nid:
-                        dups += 1      # a late duplicate of an earlier one
-                if a.gap_ms:
-                    time.sleep(a.gap_ms / 1000.0)
-        finally:
-            gc.enable()
-        cpu1 = self.cpu_sample()
-        for lp in self.loads:
-            lp.send("live", False)
-        time.sleep(0.2)
-        for lp in self.loads:
-            lp.pump()
-            lp.live_arrivals = []
-        h1 = latency_histogram(self.daemon)
-        hd = histogram_delta(h0, h1)
-        srv = {"count": hd["count"], "mean_ms": hd["sum"] / hd["count"] * 1e3 if hd["count"] else None,
-               "buckets": hd["buckets"]}
-        for q in (0.5, 0.9, 0.99):
-            v = histogram_quantile(hd, q)
-            if v:
-                srv["p%d_ms" % round(q * 100)] = v[0] * 1e3
-                srv["p%d_bucket_ms" % round(q * 100)] = [v[1] * 1e3, v[2] * 1e3]
-        self.r["latency"] = {
-            "notifications": k, "undelivered": undelivered, "missing": missing, "duplicates": dups,
-            "wrong_recipient": wrong,
-            "client_ms": {kk: (v / 1e6 if kk != "n" else v) for kk, v in percentiles(lat).items()},
-            "grpc_call_ms": {kk: (v / 1e6 if kk != "n" else v) for kk, v in percentiles(rtt).items()},
-            "server_histogram": srv, "cpu_percent": self.cpu_report(cpu0, cpu1)}
-        for lp in self.loads:
-            lp.request("collect", "collected", 30)       # drop the local copies
-
-    # ---- 4: throughput
-    def start_senders(self):
-        """Fresh interpreters (spawn) for the throughput phase, started early so their
-        start-up is over before anything is measured."""
-        if self.a.seconds <= 0:
-            return
-        mp = multiprocessing.get_context("spawn")
-        for i in range(self.a.senders):
-            spec = {"index": i, "stubs": self.stubs, "grpc_port": self.daemon.grpc_port}
-            self.senders.append(Child(mp, _sender_main, spec, "wsn-bench-sender"))
-
-    def our_pids(self):
-        return ([self.master_pid] + self.worker_pids + [lp.proc.pid for lp in self.loads] +
-                [sp.proc.pid for sp in self.senders] + [os.getpid()])
-
-    def cpu_sample(self):
-        return {"t": time.monotonic(), "machine": machine_busy_ticks(),
-                "pids": {p: cpu_ticks(p) for p in self.our_pids()}}
-
-    def cpu_report(self, a, b):
-        """% of one core per process group between two samples, and what the rest of
-        the machine (other processes, interrupts) used meanwhile."""
-        tck = os.sysconf("SC_CLK_TCK")
-        wall = b["t"] - a["t"]
-
-        def pct(pids):
-            return sum(b["pids"].get(p, 0) - a["pids"].get(p, 0) for p in pids) / tck / wall * 100.0
-
-        ours = pct(a["pids"])
-        machine = (b["machine"] - a["machine"]) / tck / wall * 100.0
-        return {"seconds": wall, "master": pct([self.master_pid]),
-                "workers": [pct([p]) for p in self.worker_pids],
-                "load_processes": pct([lp.proc.pid for lp in self.loads]),
-                "senders": [pct([sp.proc.pid]) for sp in self.senders],
-                "main": pct([os.getpid()]), "machine_busy": machine,
-                "other": max(0.0, machine - ours)}
-
-    def throughput(self):
-        a = self.a
-        log("throughput: %d calls in flight from %d sender process(es) for %.1f s ..." % (
-            a.in_flight, len(self.senders), a.seconds))
-        for lp in self.loads:
-            lp.request("collect", "collected", 30)
-        before_arr = sum(lp.request("stats", "stats")["arrivals"] for lp in self.loads)
-        cpu0 = self.cpu_sample()
-        n = len(self.senders)
-        for i, sp in enumerate(self.senders):
-            sp.send("go", {"seconds": a.seconds, "in_flight": max(1, a.in_flight // n),
-                           "id_first": THROUGHPUT_ID_BASE + i, "id_step": n,
-                           "uids": self.load_uids, "seed": a.seed + 1 + i})
-        results = [sp.expect("done", a.seconds + 90) for sp in self.senders]
-        cpu1 = self.cpu_sample()
-        target = {}
-        errors = collections.Counter()
-        for res in results:
-            target.update(res["target"])
-            errors.update(res["errors"])
-        delivered = sum(res["delivered_true"] for res in results)
-        undelivered = sum(res["delivered_false"] for res in results)
-        t_start = min(res["t_start"] for res in results)
-        t_sent = max(res["t_sent"] for res in results)
-        t_done = max(res["t_done"] for res in results)
-        # Deliveries may still be on their way to the clients.
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            got = sum(lp.request("stats", "stats")["arrivals"] for lp in self.loads) - before_arr
-            if got >= delivered:
-                break
-            time.sleep(0.2)
-        time.sleep(0.3)
-        arrivals = []
-        for lp in self.loads:
-            arrivals.extend(lp.request("collect", "collected", 60))
-        seen = collections.Counter(rec[0] for rec in arrivals)
-        missing = sum(1 for i in target if i not in seen)
-        dups = sum(1 for c in seen.values() if c > 1)
-        unexpected = sum(1 for i in seen if i not in target)
-        wrong = sum(1 for (i, _, u) in arrivals if i in target and target[i] != u)
-        last_arr = max((rec[1] for rec in arrivals), default=t_done)
-        calls_wall = (t_done - t_start) / 1e9
-        span = (max(last_arr, t_done) - t_start) / 1e9
-        cpu = self.cpu_report(cpu0, cpu1)
-        tck = os.sysconf("SC_CLK_TCK")
-        daemon_ticks = sum(cpu1["pids"][p] - cpu0["pids"][p] for p in [self.master_pid] + self.worker_pids)
-        master_ticks = cpu1["pids"][self.master_pid] - cpu0["pids"][self.master_pid]
-        calls = len(target)
-        self.r["throughput"] = {
-            "in_flight": a.in_flight, "senders": n, "seconds_sending": (t_sent - t_start) / 1e9,
-            "calls": calls, "delivered_true": delivered, "delivered_false": undelivered,
-            "rpc_errors": dict(errors), "stalled": any(res["stalled"] for res in results),
-            "calls_per_second": calls / calls_wall if calls_wall > 0 else None,
-            "arrivals": len(arrivals), "missing": missing, "duplicates": dups,
-            "unexpected": unexpected, "wrong_recipient": wrong,
-            "deliveries_per_second": len(seen) / span if span > 0 else None,
-            "exactly_once": (missing == 0 and dups == 0 and unexpected == 0 and wrong == 0
-                             and not errors and undelivered == 0 and calls > 0),
-            "cpu_percent": cpu,
-            "daemon_cpu_us_per_notification": daemon_ticks / tck / calls * 1e6 if calls else None,
-            "master_cpu_us_per_notification": master_ticks / tck / calls * 1e6 if calls else None}
-        log("throughput: %d calls, %.0f/s, %d arrivals, exactly once: %s" % (
-            calls, self.r["throughput"]["calls_per_second"] or 0, len(arrivals),
-            self.r["throughput"]["exactly_once"]))
-
-    def after_traffic(self):
-        a = self.a
-        lost = collections.Counter()
-        pings = 0
-        for lp in self.loads:
-            st = lp.request("stats", "stats")
-            lost.update(st["lost"])
-            pings += st["pings"]
-        if self.warm_keeper.lost:
-            lost["warm-up connections"] = self.warm_keeper.lost
-        self.r["connections_lost"] = dict(lost)
-        self.r["pings_answered"] = pings
-        now = children_of(self.master_pid)
-        if not self.daemon.alive() or now != self.worker_pids:
-            self.r["daemon_restarted"] = {"master_alive": self.daemon.alive(), "workers_before":
-                                          self.worker_pids, "workers_now": now}
-            raise BenchError("the daemon lost a process during the run: %r" % self.r["daemon_restarted"])
-        self.wait_health_connections(a.warmup + a.connections, 10)
-        time.sleep(a.settle)
-        mem = snapshot(self.master_pid, self.worker_pids)
-        self.r["memory"]["after_traffic"] = self.memory_report(self.mem_before, mem, a.connections)
-        h = latency_histogram(self.daemon)
-        self.r["server_histogram_total_count"] = h["count"]
-
-    # ---- run
-    def run(self):
-        a = self.a
-        self.r["config"].update({
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "host": {"cpus": os.cpu_count(), "mem_gib": round(os.sysconf("SC_PHYS_PAGES") *
-                                                              os.sysconf("SC_PAGE_SIZE") / 2**30, 1),
-                     "kernel": platform.release(), "python": platform.python_version()},
-            "connections": a.connections, "notifications": a.notifications,
-            "heartbeat": a.heartbeat, "warmup_connections": a.warmup,
-            "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])})
-        self.stubs = generate_stubs(self.tmp)
-        self.idle_check()
-        self.start_daemon()
-        self.start_loads()          # fork before grpc is imported
-        self.start_senders()
-        self.sender = Sender(self.daemon.grpc_port)
-        for sp in self.senders:
-            sp.expect("ready", 60)
-        self.warm_up()
-        self.ramp()
-        if a.notifications > 0:
-            self.latency()
-        if a.seconds > 0:
-            self.throughput()
-        self.after_traffic()
-        return self.r
+        self.procs.stop_all()
+        if self.a.keep:
+            log("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-# =========================================================================== report
+# ============================================================== report
 
-def _mib(n):
-    return "%.1f MiB" % (n / 2**20)
-
-
-def _dmib(n):
-    return "%+.1f MiB" % (n / 2**20)
-
-
-def _cpu_line(cp):
-    parts = ["master %.0f" % cp["master"], "workers %s" % "/".join("%.0f" % x for x in cp["workers"]),
-             "load processes %.0f" % cp["load_processes"]]
-    if cp["senders"]:
-        parts.append("senders %s" % "/".join("%.0f" % x for x in cp["senders"]))
-    parts.append("bench main %.0f" % cp["main"])
-    parts.append("rest of the machine %.0f" % cp["other"])
-    return "CPU, %% of one core: %s (machine busy %.0f of %d)" % (
-        ", ".join(parts), cp["machine_busy"], 100 * (os.cpu_count() or 1))
+def fmt_n(v, unit=""):
+    if v is None:
+        return "—"
+    if abs(v) >= 100:
+        s = "{:,.0f}".format(v).replace(",", " ")
+    elif abs(v) >= 10:
+        s = "%.1f" % v
+    else:
+        s = "%.2f" % v
+    return s + unit
 
 
-def format_memory(L, title, m, workers):
-    add = L.append
-    n = m["connections"]
-    u = m["user_space"]
-    add("%s (%d connections; change from the warmed-up baseline)" % (title, n))
-    add("  USER SPACE, the %d worker processes together:" % workers)
-    add("    malloc heap + anonymous, private    %s = %5.0f B/connection   <- per-connection cost" % (
-        _dmib(u["heap_anon"]["private_bytes"]), u["heap_anon"]["private_per_conn"]))
-    add("    all private (Private_Dirty+_Clean)  %s = %5.0f B/connection   (adds shared-region pages "
-        "a worker touched first)" % (_dmib(u["total"]["private_bytes"]), u["total"]["private_per_conn"]))
-    add("    Rss %s = %.0f B/connection, Pss %s = %.0f B/connection (both count shared-region pages)" % (
-        _dmib(u["total"]["rss_bytes"]), u["total"]["rss_per_conn"],
-        _dmib(u["total"]["pss_bytes"]), u["total"]["pss_per_conn"]))
-    sr = m.get("shared_region")
-    if sr:
-        add("  SHARED REGION (memfd: directory, rate limiter, counters), fixed size for "
-            "--max-connections %d: %s, resident %s before, %s after" % (
-                sr["max_connections"], _mib(sr["size"]), _mib(sr["resident_before"]),
-                _mib(sr["resident_after"])))
-        add("    = %.0f B per --max-connections slot once touched; sized by capacity, not by open "
-            "connections" % (sr["size"] / sr["max_connections"]))
-    add("  USER SPACE, whole daemon (master + workers, Pss; shared region counted once): "
-        "%s = %.0f B/connection" % (_dmib(u["daemon_pss_bytes"]), u["daemon_pss_per_conn"]))
-    k = m["kernel"]
-    add("  KERNEL, both ends of every loopback connection (the client's socket and the server's):")
-    add("    Slab %s = %.0f B/connection (unreclaimable %.0f, reclaimable %.0f); the server's end "
-        "is about half" % (_dmib(k["Slab"]["bytes"]), k["Slab"]["per_conn"],
-                           k["SUnreclaim"]["per_conn"], k["SReclaimable"]["per_conn"]))
-    add("    TCP buffer memory (sockstat mem) %s = %.0f B/connection; TCP sockets %+d" % (
-        _dmib(k["tcp_mem"]["bytes"]), k["tcp_mem"]["per_conn"], k["tcp_sockets"]))
-    if k.get("top_slab_caches_per_conn"):
-        add("    largest slab caches, B/connection: " + ", ".join(
-            "%s %.0f" % (nm, v) for nm, v in k["top_slab_caches_per_conn"][:8]))
-        if k["proc_inode_cache_per_conn"] > 100:
-            add("    (proc_inode_cache, and part of dentry, come from something reading "
-                "/proc/PID/fd/* of every process, not from the sockets themselves)")
-    if k.get("server_socket_bytes"):
-        add("    the server's end, from slab object sizes (one each of %s): %d B/connection" % (
-            ", ".join("%s %d" % kv for kv in k["server_socket_objects"].items()),
-            k["server_socket_bytes"]))
-    add("")
+def fmt_us(v):
+    if v is None:
+        return "—"
+    return "%.3f ms" % (v / 1000.0) if v < 10000 else "%.1f ms" % (v / 1000.0)
 
 
-def format_report(r):
-    c = r["config"]
+def cpu_split(r, kind):
+    c = r["server_cpu_us_per_notification"]
+    if kind == "nchan":
+        return "%s (nginx master %s + workers %s)" % (fmt_n(c["total"], " µs"), fmt_n(c["master"]),
+                                                     fmt_n(c["workers"]))
+    s = "%s (master %s + workers %s)" % (fmt_n(c["total"], " µs"), fmt_n(c["master"]),
+                                         fmt_n(c["workers"]))
+    if "redis" in c:
+        s += " + Redis %s" % fmt_n(c["redis"], " µs")
+    return s
+
+
+def lat_cell(r):
+    L = r["latency_us"]
+    return "%s / %s / %s (max %s)" % (fmt_us(L["p50"]), fmt_us(L["p99"]), fmt_us(L["p999"]),
+                                      fmt_us(L["max"]))
+
+
+def bcast_cell(rounds):
+    if not rounds:
+        return "—"
+    last = [x["last_frame_after_s"] for x in rounds if x["last_frame_after_s"] is not None]
+    got = min(x["received"] for x in rounds)
+    want = rounds[0]["expected"]
+    s = "%s ms (median of %d; worst %s ms)" % (
+        fmt_n(sorted(last)[len(last) // 2] * 1e3), len(last), fmt_n(max(last) * 1e3))
+    srv = [x.get("server_written_within_s") for x in rounds]
+    if all(v is not None for v in srv) and srv:
+        s += "; server: all written ≤ %g ms" % (max(srv) * 1e3)
+    if got < want:
+        s += "; only %d of %d received" % (got, want)
+    return s
+
+
+def report(b):
+    r = b.r
+    cfg = r["config"]
     L = []
-    add = L.append
-    add("wsnotifyd benchmark — %s" % c["date"])
-    add("host: %d CPUs, %.1f GiB, Linux %s, Python %s; before the start: load average %s, "
-        "%.0f%% of a core busy" % (c["host"]["cpus"], c["host"]["mem_gib"], c["host"]["kernel"],
-                                   c["host"]["python"], " ".join(c["loadavg_before"]),
-                                   c["machine_busy_before_percent"]))
-    add("daemon: %s (%s), --workers %d, --heartbeat %s" % (c["daemon"], c["version"], c["workers"],
-                                                           c["heartbeat"]))
-    add("load: %d WebSocket connections held by %d load processes (sources %s), plus %d warm-up "
-        "connections" % (c["connections"], c["load_processes"], c["sources"], c["warmup_connections"]))
-    add("command: %s" % c["command"])
-    add("")
-    if r["memory"].get("idle"):
-        format_memory(L, "1. Memory per idle connection", r["memory"]["idle"], c["workers"])
-    ramp = r["ramp"]
-    if ramp:
-        hs = ramp["handshake_ms"]
-        add("2. Connection rate")
-        add("  %d connections opened in %.2f s = %.0f connections/s (TCP connect, upgrade with JWT, "
-            "101, `connected` message; %d handshakes in flight per load process)" % (
-                ramp["opened"], ramp["seconds"], ramp["per_second"] or 0, ramp["window_per_process"]))
-        if hs:
-            add("  time per handshake under that load: p50 %.2f ms, p99 %.2f ms, max %.2f ms" % (
-                hs["p50"], hs["p99"], hs["max"]))
-        if ramp["failures"]:
-            add("  failures: %r" % ramp["failures"])
-        add("  (clients and server share the machine's CPUs: this is the rate of the whole set-up)")
-        add("")
-    lat = r["latency"]
-    if lat:
-        cm, gm, sv = lat["client_ms"], lat["grpc_call_ms"], lat["server_histogram"]
-        add("3. Delivery latency (%d notifications, one at a time, to random connected users)" %
-            lat["notifications"])
-        if cm:
-            add("  client-measured, just before the gRPC call -> frame read by the client: p50 %.3f ms, "
-                "p90 %.3f ms, p99 %.3f ms, max %.3f ms" % (cm["p50"], cm["p90"], cm["p99"], cm["max"]))
-        if gm:
-            add("  the gRPC call's round trip alone (Python grpcio, blocking): p50 %.3f ms, p99 %.3f ms" % (
-                gm["p50"], gm["p99"]))
-        if sv.get("count"):
-            add("  server's wsnotify_delivery_latency_seconds (gRPC acceptance -> frame written), this "
-                "phase: count %d, mean %.3f ms," % (sv["count"], sv["mean_ms"]))
-            add("    p50 ~ %.3f ms (bucket %g-%g ms), p90 ~ %.3f ms (bucket %g-%g ms), p99 ~ %.3f ms "
-                "(bucket %g-%g ms)" % (
-                    sv["p50_ms"], sv["p50_bucket_ms"][0], sv["p50_bucket_ms"][1],
-                    sv["p90_ms"], sv["p90_bucket_ms"][0], sv["p90_bucket_ms"][1],
-                    sv["p99_ms"], sv["p99_bucket_ms"][0], sv["p99_bucket_ms"][1]))
-        add("  delivered:false %d, never arrived %d, duplicates %d, wrong recipient %d" % (
-            lat["undelivered"], lat["missing"], lat["duplicates"], lat["wrong_recipient"]))
-        add("  " + _cpu_line(lat["cpu_percent"]))
-        if lat["cpu_percent"]["other"] > 20:
-            add("  WARNING: other processes used %.0f%% of a core during this phase: the latency "
-                "is skewed; run again on a quiet machine" % lat["cpu_percent"]["other"])
-        add("")
-    t = r["throughput"]
-    if t:
-        add("4. Throughput (%d calls in flight, grpcio futures, %d Python sender process(es), %.1f s)" % (
-            t["in_flight"], t["senders"], t["seconds_sending"]))
-        add("  %d calls = %.0f calls/s; %d deliveries counted at the clients = %.0f deliveries/s" % (
-            t["calls"], t["calls_per_second"] or 0, t["arrivals"], t["deliveries_per_second"] or 0))
-        add("  exactly once: %s (never arrived %d, duplicates %d, unexpected %d, wrong recipient %d, "
-            "delivered:false %d, RPC errors %r)" % (
-                "yes" if t["exactly_once"] else "NO", t["missing"], t["duplicates"], t["unexpected"],
-                t["wrong_recipient"], t["delivered_false"], t["rpc_errors"]))
-        add("  " + _cpu_line(t["cpu_percent"]))
-        if t["cpu_percent"]["other"] > 20:
-            add("  WARNING: other processes used %.0f%% of a core during this phase" %
-                t["cpu_percent"]["other"])
-        if t["daemon_cpu_us_per_notification"]:
-            add("  daemon CPU per notification: %.0f us (master, gRPC + routing: %.0f us; workers: %.0f us)" % (
-                t["daemon_cpu_us_per_notification"], t["master_cpu_us_per_notification"],
-                t["daemon_cpu_us_per_notification"] - t["master_cpu_us_per_notification"]))
-        add("  The Python clients (grpcio sender, load processes) are the bottleneck, not the daemon: "
-            "they use most of the %d CPUs; the daemon's figure is the CPU it spends per notification." %
-            c["host"]["cpus"])
-        add("")
-    if r["memory"].get("after_traffic"):
-        format_memory(L, "5. Memory per connection again, after the latency and throughput traffic",
-                      r["memory"]["after_traffic"], c["workers"])
-    if r.get("connections_lost"):
-        add("connections lost during the run: %r" % r["connections_lost"])
+    cols = [k for k in ("node", "cluster", "nchan") if r.get(k)]
+    names = {"node": "wsnotifyd, 1 node", "cluster": "wsnotifyd, 3-node cluster",
+             "nchan": "nginx + nchan"}
+    L.append("Measured %s on %d CPUs, %.1f GiB, Linux %s; %s; %s; %s. "
+             "Loopback only; servers and load tools share the CPUs." % (
+                 cfg["date"][:10], cfg["cpus"], cfg["mem_total_gib"], cfg["kernel"],
+                 cfg["daemon_version"], (cfg.get("nginx") or "").replace("nginx version: ", ""),
+                 (cfg.get("redis") or "").split(" sha=")[0]))
+    L.append("")
+    if cols:
+        hdr = "| | " + " | ".join(
+            "%s (%s)" % (names[k], "%d workers each" % r[k]["workers"] if k == "cluster"
+                         else "%d workers" % r[k]["workers"]) for k in cols) + " |"
+        L.append(hdr)
+        L.append("|---" * (len(cols) + 1) + "|")
+
+        def row(label, f):
+            cells = []
+            for k in cols:
+                try:
+                    cells.append(f(r[k], k))
+                except (KeyError, TypeError, IndexError, ValueError):
+                    cells.append("—")
+            L.append("| %s | %s |" % (label, " | ".join(cells)))
+        row("idle connections held", lambda x, k: fmt_n(x["connections_opened"]))
+        row("**user space per idle connection** (workers' Private_Dirty+Private_Clean Δ)",
+            lambda x, k: "**%s**" % fmt_n(x["memory_per_connection_bytes"]["workers_private"], " B"))
+        row("whole server per idle connection (Pss Δ, master + workers, shared memory once)",
+            lambda x, k: fmt_n(x["memory_per_connection_bytes"]["pss"], " B"))
+        row("Redis per connection (used_memory Δ)",
+            lambda x, k: fmt_n(x["memory_per_connection_bytes"]["redis_used"], " B")
+            if k == "cluster" else "—")
+        row("kernel slab Δ per connection (both ends of the loopback pair)",
+            lambda x, k: fmt_n(x["memory_per_connection_bytes"]["slab"], " B"))
+        row("connection rate (whole set-up)", lambda x, k: fmt_n(x["connect_rate_per_s"], "/s"))
+        row("latency at %d/s, p50 / p99 / p99.9 (client: send → frame read)" % b.rate,
+            lambda x, k: lat_cell(x["latency"]))
+        row("server CPU per notification at %d/s" % b.rate,
+            lambda x, k: cpu_split(x["latency"], k))
+        row("**throughput, unary** flat out, %d in flight (delivered at the clients)" % b.in_flight,
+            lambda x, k: "**%s**" % fmt_n(x["unary"]["received_per_s"], "/s"))
+        row("server CPU per notification, unary", lambda x, k: cpu_split(x["unary"], k))
+        row("notifications/s per server core, unary",
+            lambda x, k: fmt_n(x["unary"]["notifications_per_server_core_s"]))
+        row("**throughput, batches of 100** (SendNotifications, %d calls in flight)" % b.in_flight,
+            lambda x, k: "**%s**" % fmt_n(x["batch"]["received_per_s"], "/s")
+            if k != "nchan" else "— (no batch API)")
+        row("server CPU per notification, batches of 100",
+            lambda x, k: cpu_split(x["batch"], k) if k != "nchan" else "—")
+        row("notifications/s per server core, batches",
+            lambda x, k: fmt_n(x["batch"]["notifications_per_server_core_s"])
+            if k != "nchan" else "—")
+        row("flat out (unary): CPU used by the load tools / the whole machine",
+            lambda x, k: "%.2f / %.2f of %d CPUs" % (
+                (x["unary"]["load_tools_cpu_s"]["wsn_load"] +
+                 x["unary"]["load_tools_cpu_s"]["wsn_publish"]) / x["unary"]["wall_s"],
+                x["unary"]["machine_busy_cpus"], cfg["cpus"]))
+        row("Broadcast to %s connections: last frame at a client" % fmt_n(b.users),
+            lambda x, k: bcast_cell(x["broadcast"]))
+        if b.a.big:
+            row("Broadcast to %s connections (--big): last frame at a client" %
+                fmt_n(b.a.broadcast_connections),
+                lambda x, k: bcast_cell((r["big"] or {}).get("broadcast") if k == "node"
+                                        else x["big_broadcast"]["broadcast"]))
+        L.append("")
+    big = r.get("big")
+    if big:
+        L.append("--big, one node, %d workers (target %s idle connections; %s)" % (
+            big["workers"], fmt_n(big["target"]),
+            "reachable by the kernel's limits" if big["bounded_to"] >= big["target"] else
+            "bounded to %s by the kernel's limits" % fmt_n(big["bounded_to"])))
+        L.append("")
+        L.append("| | |")
+        L.append("|---|---|")
+        L.append("| idle connections held | %s (server /health: %s) |" % (
+            fmt_n(big["connections_held"]), big["server_ws_connections"]))
+        L.append("| user space per idle connection (workers' private Δ) | %s |" %
+                 fmt_n(big["memory_per_connection_bytes"]["workers_private"], " B"))
+        L.append("| whole daemon per idle connection (Pss Δ) | %s |" %
+                 fmt_n(big["memory_per_connection_bytes"]["pss"], " B"))
+        L.append("| kernel slab Δ per connection (both ends) | %s |" %
+                 fmt_n(big["memory_per_connection_bytes"]["slab"], " B"))
+        L.append("| connection rate, first %s / the rest | %s / %s |" % (
+            fmt_n(big["broadcast_connections"]), fmt_n(big["stage1_connect_rate_per_s"], "/s"),
+            fmt_n(big["stage2_connect_rate_per_s"], "/s")))
+        L.append("| latency at %d/s with all held, p50 / p99 / p99.9 | %s |" % (
+            b.rate, lat_cell(big["latency"])))
+        L.append("| server CPU per notification at %d/s | %s |" % (
+            b.rate, cpu_split(big["latency"], "node")))
+        L.append("| Broadcast to %s | %s |" % (fmt_n(big["broadcast_connections"]),
+                                            bcast_cell(big["broadcast"])))
+        L.append("| Broadcast to all %s held | %s |" % (fmt_n(big["connections_held"]),
+                                                     bcast_cell(big["broadcast_all"])))
+        if big["connect_errors"]:
+            L.append("| connect errors | %s |" % ", ".join(
+                "%s: %d" % kv for kv in sorted(big["connect_errors"].items())))
+        L.append("")
+    L.append("Targets:")
+    L.append("")
+    L.append("| target | measured | |")
+    L.append("|---|---|---|")
+    for name, val, ok in targets(b):
+        L.append("| %s | %s | %s |" % (name, val, "n/a" if ok is None else
+                                       ("PASS" if ok else "**MISS**")))
+    L.append("")
     return "\n".join(L)
 
 
-# =========================================================================== main
+def targets(b):
+    r = b.r
+    node, nchan, big = r.get("node"), r.get("nchan"), r.get("big")
+    out = []
+
+    def get(f):
+        try:
+            return f()
+        except (KeyError, TypeError, IndexError, ZeroDivisionError):
+            return None
+    u = get(lambda: node["unary"]["server_cpu_us_per_notification"]["total"])
+    out.append(("unary SendNotification: server CPU per notification (master + workers) ≤ 20 µs",
+                fmt_n(u, " µs"), None if u is None else u <= 20))
+    nu = get(lambda: node["unary"]["notifications_per_server_core_s"])
+    xu = get(lambda: nchan["unary"]["notifications_per_server_core_s"])
+    ratio = nu / xu if nu and xu else None
+    out.append(("unary: notifications/s per server core ≥ 1.5 × nchan's",
+                "%s vs nchan %s: %s×" % (fmt_n(nu), fmt_n(xu), fmt_n(ratio)) if ratio else "—",
+                None if ratio is None else ratio >= 1.5))
+    bt = get(lambda: node["batch"]["server_cpu_us_per_notification"]["total"])
+    out.append(("batches of 100: server CPU per notification ≤ 8 µs", fmt_n(bt, " µs"),
+                None if bt is None else bt <= 8))
+    bb = get(lambda: big["broadcast"])
+    if bb:
+        w = max(x["server_written_within_s"] or float("inf") for x in bb)
+        cl = max(x["last_frame_after_s"] or float("inf") for x in bb)
+        got = min(x["received"] for x in bb)
+        out.append(("Broadcast to 200 000 connections all written within 0.5 s",
+                    "%s connections: server ≤ %s ms (histogram bucket), last client frame %s ms%s"
+                    % (fmt_n(big["broadcast_connections"]), fmt_n(w * 1e3), fmt_n(cl * 1e3),
+                       "" if got >= big["broadcast_connections"] else
+                       ", only %d received" % got),
+                    w <= 0.5 and big["broadcast_connections"] >= 200000))
+    else:
+        out.append(("Broadcast to 200 000 connections all written within 0.5 s",
+                    "not run (needs --big)", None))
+    lat = get(lambda: node["latency"]["latency_us"])
+    if lat:
+        out.append(("latency at %d/s, %s users: p99 ≤ 0.5 ms" % (b.rate, fmt_n(b.users)),
+                    fmt_us(lat["p99"]), lat["p99"] <= 500))
+        out.append(("latency at %d/s, %s users: p99.9 ≤ 1 ms" % (b.rate, fmt_n(b.users)),
+                    fmt_us(lat["p999"]), lat["p999"] <= 1000))
+    if big:
+        p = big["latency"]["latency_us"]["p99"]
+        held = big["connections_held"]
+        out.append(("500 000 idle connections held, p99 ≤ 2 ms at %d/s" % b.rate,
+                    "%s held, p99 %s" % (fmt_n(held), fmt_us(p)),
+                    held >= 500000 and p is not None and p <= 2000))
+    else:
+        out.append(("500 000 idle connections held, p99 ≤ 2 ms at 2000/s",
+                    "not run (needs --big)", None))
+    return out
+
+
+# ============================================================== main
 
 def find_daemon(given):
     if given:
-        return given
-    for cand in ("./wsnotifyd", "build/wsnotifyd", os.path.join(SRCDIR, "wsnotifyd"),
-                 os.path.join(SRCDIR, "build", "wsnotifyd")):
-        if os.path.isfile(cand) and os.access(cand, os.X_OK):
-            return cand
-    raise BenchError("wsnotifyd not found: build it or pass --daemon PATH")
+        return os.path.abspath(given)
+    for p in ("wsnotifyd", "build/wsnotifyd", os.path.join(SRCDIR, "build", "wsnotifyd")):
+        if os.access(p, os.X_OK):
+            return os.path.abspath(p)
+    raise BenchError("no wsnotifyd found: pass --daemon BUILD_DIR/wsnotifyd")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
-        description="wsnotifyd benchmark: memory per idle connection, connection rate, "
-                    "delivery latency, throughput. Loopback only.")
-    p.add_argument("--daemon", help="wsnotifyd binary (default: ./wsnotifyd or build/wsnotifyd)")
-    p.add_argument("--workers", type=int, default=2, help="wsnotifyd --workers (default 2)")
-    p.add_argument("--connections", type=int, default=20000, help="idle connections held (default 20000)")
-    p.add_argument("--per-process", type=int, default=8000,
-                   help="connections per load process, one source address each (default 8000)")
-    p.add_argument("--window", type=int, default=64,
-                   help="handshakes in flight per load process during the ramp (default 64)")
-    p.add_argument("--notifications", type=int, default=2000,
-                   help="notifications sent one at a time for the latency (default 2000; 0 skips)")
-    p.add_argument("--gap-ms", type=float, default=0.0,
-                   help="pause between latency notifications, ms (default 0)")
-    p.add_argument("--seconds", type=float, default=5.0,
-                   help="length of the throughput phase, s (default 5; 0 skips)")
-    p.add_argument("--in-flight", type=int, default=256,
-                   help="gRPC calls in flight for throughput, all senders together (default 256)")
-    p.add_argument("--senders", type=int, default=2,
-                   help="sender processes for throughput, grpcio futures each (default 2)")
-    p.add_argument("--heartbeat", type=int, default=3600, help="wsnotifyd --heartbeat (default 3600)")
-    p.add_argument("--warmup", type=int, default=64, help="warm-up connections before the baseline (default 64)")
-    p.add_argument("--settle", type=float, default=1.0, help="pause before a memory reading, s (default 1)")
-    p.add_argument("--log-level", default="info", help="wsnotifyd --log-level (default info)")
-    p.add_argument("--seed", type=int, default=1, help="random seed for the recipients (default 1)")
-    p.add_argument("--timeout", type=float, default=900, help="abort the whole run after this many s (default 900)")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE (- = stdout)")
-    p.add_argument("--keep-log", action="store_true", help="keep the daemon's log file")
+        description="wsnotify benchmark: one node, a 3-node cluster and nginx+nchan under the "
+                    "same C load tools (wsn_load, wsn_publish from the daemon's build directory).")
+    p.add_argument("--quick", action="store_true", help="3 s phases instead of 8-10 s")
+    p.add_argument("--big", action="store_true",
+                   help="also hold --big-connections idle connections on one node (many workers, "
+                        "many wsn_load processes) and broadcast to --broadcast-connections")
+    p.add_argument("--only", choices=("node", "cluster", "nchan"))
+    p.add_argument("--daemon", help="wsnotifyd binary (default ./wsnotifyd or build/wsnotifyd); "
+                                    "wsn_load and wsn_publish are taken from its scripts/bench/")
+    p.add_argument("--json", metavar="FILE", help="write every figure as JSON to FILE (- = stdout)")
+    # rarely needed
+    p.add_argument("--users", type=int, default=10000, help=argparse.SUPPRESS)
+    p.add_argument("--workers", type=int, default=2, help=argparse.SUPPRESS)
+    p.add_argument("--in-flight", type=int, default=64, help=argparse.SUPPRESS)
+    p.add_argument("--rate", type=int, default=2000, help=argparse.SUPPRESS)
+    p.add_argument("--big-connections", type=int, default=500000, help=argparse.SUPPRESS)
+    p.add_argument("--broadcast-connections", type=int, default=200000, help=argparse.SUPPRESS)
+    p.add_argument("--single-loader", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    if min(a.connections, a.workers, a.per_process, a.window, a.in_flight, a.senders) < 1:
-        p.error("--connections, --workers, --per-process, --window, --in-flight and --senders "
-                "must be positive")
-    if a.per_process > 9000:
-        p.error("--per-process at most 9000 (open-file limit 20000, ephemeral ports per source address)")
+    a.daemon = find_daemon(a.daemon)
     return a
-
-
-class _Abort(BaseException):
-    pass
-
-
-def _raise_abort(signum, frame):
-    raise _Abort("signal %d" % signum)
 
 
 def main(argv):
     a = parse_args(argv)
-    try:
-        a.daemon = find_daemon(a.daemon)
-    except BenchError as e:
-        print("bench: %s" % e, file=sys.stderr)
-        return 2
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        pass
-    signal.signal(signal.SIGINT, signal.default_int_handler)    # even when started with SIGINT ignored
-    for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
-        signal.signal(s, _raise_abort)
-    signal.alarm(int(a.timeout))
+
+    def on_term(sig, frame):
+        raise SystemExit(128 + sig)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     b = Bench(a)
     rc = 0
     try:
-        r = b.run()
-        signal.alarm(0)
-        print(format_report(r))
-        if a.json:
-            text = json.dumps(r, indent=1, default=str)
-            if a.json == "-":
-                print(text)
-            else:
-                with open(a.json, "w") as f:
-                    f.write(text + "\n")
-        t = r.get("throughput") or {}
-        lat = r.get("latency") or {}
-        if (t and not t["exactly_once"]) or lat.get("missing") or r.get("connections_lost"):
-            rc = 1
+        b.run()
+    except BenchError as e:
+        log("FAILED: %s" % e)
+        rc = 1
     except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
+        log("interrupted")
         rc = 130
-    except _Abort as e:
-        print("bench: aborted (%s)" % e, file=sys.stderr)
-        rc = 1
-    except (BenchError, RuntimeError, OSError) as e:
-        print("bench: %s" % e, file=sys.stderr)
-        rc = 1
     finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)     # let the clean-up finish
-        b.cleanup()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            b.cleanup()
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if any(b.r.get(k) for k in ("node", "cluster", "nchan", "big")):
+        print(report(b))
+    if a.json:
+        data = json.dumps(b.r, indent=1, sort_keys=True, default=str)
+        if a.json == "-":
+            print(data)
+        else:
+            with open(a.json, "w") as f:
+                f.write(data + "\n")
     return rc
 
 

@@ -45,6 +45,7 @@ typedef struct worker {
     conn_list open;                    /* WebSocket, ordered by last received byte: oldest first */
     uint8_t *qbuf;                     /* one queue datagram */
     size_t reconcile_pos;              /* where the slow directory pass goes on */
+    size_t heartbeat_pos;              /* where the next second's pings start */
     uint64_t handshakes_dropped;       /* --max-handshakes: oldest closed for a newcomer */
     uint32_t handshakes_logged_at;
     bool stopping;

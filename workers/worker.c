@@ -35,6 +35,7 @@
 #define WORKER_STOP_GRACE 3u   /* seconds for clients to take their 1001 */
 #define WORKER_RECONCILE_ROUND 30  /* seconds for the slow pass to see every session */
 #define WORKER_RECONCILE_MIN 256   /* sessions checked per tick at least */
+#define WORKER_PING_CHUNK 256      /* sessions collected per step of a heartbeat slice */
 
 static void worker_pause_accept(worker *w)
 {
@@ -196,15 +197,31 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->loop.base);
 }
 
+/* Every second, the next 1/--heartbeat of the sessions get their ping, so
+ * each gets one per interval and no tick writes to all of them at once (a
+ * sweep of 100 000 pings would hold every notification behind it). */
 static void worker_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     worker *w = arg;
     conn_loop_clock(&w->loop);
-    for (conn *c = w->open.head, *next; c != NULL; c = next) {
-        next = c->next;
-        ws_session_send(client_of(c), WS_OP_PING, NULL, 0);
+    size_t slice = w->users.count / w->cfg->heartbeat + 1;
+    void *batch[WORKER_PING_CHUNK];
+    for (size_t done = 0; done < slice;) {
+        size_t want = slice - done < WORKER_PING_CHUNK ? slice - done : WORKER_PING_CHUNK;
+        /* Collected first: a failed write closes its session, changing the map. */
+        size_t n = user_map_scan(&w->users, &w->heartbeat_pos, want, batch);
+        if (n == 0 && w->heartbeat_pos == 0)
+            n = user_map_scan(&w->users, &w->heartbeat_pos, want, batch); /* wrapped */
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            client *c = batch[i];
+            if (c->io.state == CONN_OPEN)
+                ws_session_send(c, WS_OP_PING, NULL, 0);
+        }
+        done += n;
     }
     conn_reap(&w->loop);
 }
@@ -249,7 +266,7 @@ static int worker_setup_events(worker *w)
 {
     static const int signals[3] = {SIGTERM, SIGINT, SIGHUP};
     struct timeval second = {1, 0};
-    struct timeval heartbeat = {(time_t)w->cfg->heartbeat, 0};
+    struct timeval heartbeat = {1, 0}; /* a slice of the sessions each second */
     w->loop.base = event_base_new();
     if (w->loop.base == NULL)
         return -1;

@@ -2,7 +2,6 @@
  * request, its numbering in time, and the client JSON built once for it. */
 #include "src/master/notify.h"
 
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,52 +141,85 @@ void notify_format_timestamp(int64_t unix_seconds, char out[21])
         snprintf(out, 21, "1970-01-01T00:00:00Z");
 }
 
-static int add_string(json_object *obj, const char *key, const char *value)
+/* JSON string escaping, byte for byte as json-c writes it (tests compare the
+ * two): \" \\ \b \t \n \f \r, other bytes below 0x20 as \u00xx, the rest as
+ * is (the text is valid UTF-8, checked by notify_validate). Written by hand
+ * because this runs once per notification: json-c costs a dozen mallocs. */
+static size_t escaped_len(const char *s)
 {
-    json_object *s = json_object_new_string(value);
-    if (s == NULL)
-        return -1;
-    return json_object_object_add(obj, key, s);
+    size_t n = 0;
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\' || c == '\b' || c == '\t' || c == '\n' || c == '\f' ||
+            c == '\r')
+            n += 2;
+        else if (c < 0x20)
+            n += 6;
+        else
+            n += 1;
+    }
+    return n;
+}
+
+static char *put_escaped(char *p, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        char short_form = c == '"' ? '"' : c == '\\' ? '\\' : c == '\b' ? 'b' : c == '\t' ? 't'
+                        : c == '\n' ? 'n' : c == '\f' ? 'f' : c == '\r' ? 'r' : 0;
+        if (short_form != 0) {
+            *p++ = '\\';
+            *p++ = short_form;
+        } else if (c < 0x20) {
+            memcpy(p, "\\u00", 4);
+            p[4] = hex[c >> 4];
+            p[5] = hex[c & 15];
+            p += 6;
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    return p;
+}
+
+static char *put_text(char *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p, s, n);
+    return p + n;
 }
 
 char *notify_build_json(const notify_request *req, int64_t id, const char *timestamp,
                         size_t *len)
 {
-    json_object *root = json_object_new_object();
-    json_object *data = json_object_new_object();
-    json_object *jid = json_object_new_int64(id);
-    char *out = NULL;
-    if (root == NULL || data == NULL || jid == NULL)
-        goto fail;
-    if (add_string(root, "type", "notification") != 0)
-        goto fail;
-    if (json_object_object_add(root, "data", data) != 0)
-        goto fail;
-    json_object *owned_data = data;
-    data = NULL; /* owned by root from here */
-    if (json_object_object_add(owned_data, "id", jid) != 0)
-        goto fail;
-    jid = NULL;
-    if (add_string(owned_data, "title", or_empty(req->title)) != 0 ||
-        add_string(owned_data, "message", or_empty(req->message)) != 0 ||
-        add_string(owned_data, "notification_type", or_empty(req->type)) != 0 ||
-        add_string(owned_data, "link", or_empty(req->link)) != 0 ||
-        add_string(owned_data, "timestamp", timestamp) != 0)
-        goto fail;
-    size_t n = 0;
-    const char *text = json_object_to_json_string_length(
-        root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n);
-    if (text == NULL)
-        goto fail;
-    out = malloc(n + 1);
-    if (out != NULL) {
-        memcpy(out, text, n + 1);
-        *len = n;
-    }
-fail:
-    json_object_put(jid);
-    json_object_put(data);
-    json_object_put(root);
+    const char *title = or_empty(req->title), *message = or_empty(req->message);
+    const char *type = or_empty(req->type), *link = or_empty(req->link);
+    char idbuf[24];
+    int idn = snprintf(idbuf, sizeof idbuf, "%lld", (long long)id);
+    if (idn <= 0)
+        return NULL;
+    static const char k_head[] = "{\"type\":\"notification\",\"data\":{\"id\":";
+    static const char k_title[] = ",\"title\":\"", k_message[] = "\",\"message\":\"",
+                      k_type[] = "\",\"notification_type\":\"", k_link[] = "\",\"link\":\"",
+                      k_time[] = "\",\"timestamp\":\"", k_tail[] = "\"}}";
+    size_t n = sizeof k_head - 1 + (size_t)idn + sizeof k_title - 1 + escaped_len(title) +
+               sizeof k_message - 1 + escaped_len(message) + sizeof k_type - 1 +
+               escaped_len(type) + sizeof k_link - 1 + escaped_len(link) + sizeof k_time - 1 +
+               escaped_len(timestamp) + sizeof k_tail - 1;
+    char *out = malloc(n + 1);
+    if (out == NULL)
+        return NULL;
+    char *p = put_text(out, k_head);
+    p = put_text(p, idbuf);
+    p = put_escaped(put_text(p, k_title), title);
+    p = put_escaped(put_text(p, k_message), message);
+    p = put_escaped(put_text(p, k_type), type);
+    p = put_escaped(put_text(p, k_link), link);
+    p = put_escaped(put_text(p, k_time), timestamp);
+    p = put_text(p, k_tail);
+    *p = '\0';
+    *len = (size_t)(p - out);
     return out;
 }
 

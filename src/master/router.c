@@ -55,6 +55,18 @@ static void warn_dropped(router *r, int slot, int64_t id, int64_t user, int err)
 }
 
 
+/* The RFC 3339 text of accepted_ns's second, formatted once per second
+ * (the gRPC thread is the router's only caller). */
+static const char *timestamp_of(router *r, uint64_t accepted_ns)
+{
+    int64_t second = (int64_t)(accepted_ns / 1000000000u);
+    if (second != r->ts_second || r->ts_text[0] == '\0') {
+        notify_format_timestamp(second, r->ts_text);
+        r->ts_second = second;
+    }
+    return r->ts_text;
+}
+
 /* Queue json to the user's live holder. Returns the outcome. */
 static notify_outcome push(router *r, const notify_request *req, int64_t id, uint64_t seq,
                            uint64_t accepted_ns, const char *json, size_t len)
@@ -158,10 +170,8 @@ static history_item *handle_one(router *r, const notify_request *req, notify_rep
     if (id == 0)
         id = region_next_notification_id(r->shm);
     res->notification_id = id;
-    char timestamp[21];
-    notify_format_timestamp((int64_t)(accepted_ns / 1000000000u), timestamp);
     size_t len = 0;
-    char *json = notify_build_json(req, id, timestamp, &len);
+    char *json = notify_build_json(req, id, timestamp_of(r, accepted_ns), &len);
     history_item *item = NULL;
     if (json != NULL && r->history != NULL)
         item = history_item_new(json, len);
@@ -339,10 +349,8 @@ route_status router_broadcast(router *r, const notify_request *req,
         snprintf(err, err_size, "no notification id: Redis has been out of reach too long");
         return ROUTE_UNAVAILABLE;
     }
-    char timestamp[21];
-    notify_format_timestamp((int64_t)(accepted_ns / 1000000000u), timestamp);
     size_t len = 0;
-    char *json = notify_build_json(req, reply->id, timestamp, &len);
+    char *json = notify_build_json(req, reply->id, timestamp_of(r, accepted_ns), &len);
     struct cluster_broadcast *b =
         json != NULL && r->cluster != NULL ? malloc(sizeof *b + len) : NULL;
     if (json == NULL || (r->cluster != NULL && b == NULL)) {

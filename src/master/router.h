@@ -33,6 +33,8 @@ typedef struct {
     /* Per slot: the second of the last "queue full" line, and calls since. */
     _Atomic int64_t drop_logged_at[REGION_MAX_SLOTS];
     _Atomic uint64_t drop_quiet[REGION_MAX_SLOTS];
+    int64_t ts_second;        /* the second ts_text says (the gRPC thread's cache) */
+    char ts_text[21];
 } router;
 
 /* SendNotification (n = 1) and SendNotifications (batch): every request is
