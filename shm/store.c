@@ -1,12 +1,15 @@
 /* shm/store.c — the notification history store on LMDB (API in store.h).
  *
- * Layout: five named databases, every integer big-endian in keys so LMDB's
- * default memcmp order is numeric order.
- *   notes  seq(8)         -> header(40) json  every entry, in acceptance order
- *   byuser user(8) seq(8) -> (empty)          a user's history, oldest first
- *   ids    user(8) id(8)  -> seq(8)           lookup by notification id
- *   users  user(8)        -> count(4)         history_size trimming
+ * Layout (version 2): three named databases, every integer big-endian in
+ * keys so LMDB's default memcmp order is numeric order.
+ *   notes  seq(8)          -> header(40) json  every entry, in acceptance order
+ *   keys   user(8) 0       -> count(4)         history_size trimming
+ *          user(8) 1 seq(8)-> (empty)          a user's history, oldest first
+ *          user(8) 2 id(8) -> seq(8)           lookup by notification id
  *   meta   "version" "last_seq" "next_id" "map_size" "touch"
+ * A user's three kinds of keys sit side by side in one tree, so an append
+ * dirties one random leaf, not three (version 1 kept them in three trees:
+ * three page writes per notification at every commit).
  * Header: u8 version, u8 state, u8 flags (bit 0 push), u8 0, u32 json_len,
  * u64 user, u64 id, u64 accepted_ns, u64 acked_ms.
  * notes is keyed by seq alone so appends go to its right edge (MDB_APPEND: full
@@ -14,8 +17,8 @@
  * pages at its left edge; keyed by user, every eviction would thin pages all
  * over the tree and free none. A replay pays one lookup per entry instead.
  *
- * Invariants, kept inside every write transaction: an entry is in notes,
- * byuser and ids or in none of them; users[u] counts u's entries; every stored
+ * Invariants, kept inside every write transaction: an entry is in notes and
+ * has its seq and id keys or none of them; the count key counts u's entries; every stored
  * seq is <= meta last_seq. Only the writer (flock on wsnotifyd.lock) writes,
  * so it may cache what it wrote (next_id).
  *
@@ -43,7 +46,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define STORE_VERSION 1u
+#define STORE_VERSION 2u
 #define NOTE_VERSION 1u
 #define NOTE_HDR 40u
 #define FLAG_PUSH 0x01u
@@ -63,7 +66,7 @@ enum { E_SEQ = -1, E_CORRUPT = -2 };
 
 struct store {
     MDB_env *env;
-    MDB_dbi notes, byuser, ids, users, meta;
+    MDB_dbi notes, keys, meta;
     MDB_txn *rtxn;            /* the handle's read transaction, reset between calls */
     int lock_fd;              /* writer: holds the flock; -1 for readers */
     bool writer;
@@ -147,10 +150,21 @@ static uint32_t get_u32(const void *q)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-static void key16(uint8_t *k, uint64_t a, uint64_t b)
+enum { KEY_COUNT = 0, KEY_SEQ = 1, KEY_ID = 2 };   /* the tag after a key's user */
+#define KEY_LEN 17u
+
+/* A seq or id key of keys: user(8) tag(1) value(8). */
+static void key_make(uint8_t *k, uint64_t user, uint8_t tag, uint64_t value)
 {
-    put_u64(k, a);
-    put_u64(k + 8, b);
+    put_u64(k, user);
+    k[8] = tag;
+    put_u64(k + 9, value);
+}
+
+static bool key_is(const MDB_val *kv, uint64_t user, uint8_t tag)
+{
+    const uint8_t *k = kv->mv_data;
+    return kv->mv_size == KEY_LEN && get_u64(k) == user && k[8] == tag;
 }
 
 static void hdr_encode(uint8_t *p, const note_hdr *h)
@@ -261,13 +275,13 @@ static int note_get(store *s, MDB_txn *txn, uint64_t seq, int64_t user, MDB_val 
     return rc;
 }
 
-/* The seq that ids maps (user, id) to. */
+/* The seq that (user, id) maps to. */
 static int id_get(store *s, MDB_txn *txn, int64_t user, int64_t id, uint64_t *seq)
 {
-    uint8_t k[16];
-    key16(k, (uint64_t)user, (uint64_t)id);
+    uint8_t k[KEY_LEN];
+    key_make(k, (uint64_t)user, KEY_ID, (uint64_t)id);
     MDB_val kv = {sizeof k, k}, v;
-    int rc = mdb_get(txn, s->ids, &kv, &v);
+    int rc = mdb_get(txn, s->keys, &kv, &v);
     if (rc == 0 && v.mv_size != 8)
         rc = E_CORRUPT;
     if (rc == 0)
@@ -384,8 +398,8 @@ static int open_dbis(store *s, const char *dir, char *err, size_t err_size)
         txn = NULL;
         goto fail;
     }
-    const char *names[] = {"notes", "byuser", "ids", "users", "meta"};
-    MDB_dbi *dbis[] = {&s->notes, &s->byuser, &s->ids, &s->users, &s->meta};
+    const char *names[] = {"notes", "keys", "meta"};
+    MDB_dbi *dbis[] = {&s->notes, &s->keys, &s->meta};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
         if (rc == MDB_NOTFOUND) {
@@ -572,9 +586,7 @@ int store_view(store *s, store **out, char *err, size_t err_size)
     v->env = s->env;
     v->view = true;
     v->notes = s->notes;
-    v->byuser = s->byuser;
-    v->ids = s->ids;
-    v->users = s->users;
+    v->keys = s->keys;
     v->meta = s->meta;
     v->lock_fd = -1;
     v->history_size = s->history_size;
@@ -624,7 +636,7 @@ static int live_pages(store *s, uint64_t *pages, uint64_t *entries)
     rc = read_begin(s);
     if (rc != 0)
         goto out;
-    MDB_dbi dbis[] = {s->notes, s->byuser, s->ids, s->users, s->meta};
+    MDB_dbi dbis[] = {s->notes, s->keys, s->meta};
     for (size_t i = 0; i < sizeof dbis / sizeof dbis[0] && rc == 0; i++) {
         rc = mdb_stat(s->rtxn, dbis[i], &st);
         if (rc == 0)
@@ -643,10 +655,11 @@ out:
 
 static int count_get(store *s, MDB_txn *txn, int64_t user, uint32_t *count)
 {
-    uint8_t k[8];
+    uint8_t k[9];
     put_u64(k, (uint64_t)user);
+    k[8] = KEY_COUNT;
     MDB_val kv = {sizeof k, k}, v;
-    int rc = mdb_get(txn, s->users, &kv, &v);
+    int rc = mdb_get(txn, s->keys, &kv, &v);
     *count = 0;
     if (rc == MDB_NOTFOUND)
         rc = 0;
@@ -659,37 +672,38 @@ static int count_get(store *s, MDB_txn *txn, int64_t user, uint32_t *count)
 
 static int count_put(store *s, MDB_txn *txn, int64_t user, uint32_t count)
 {
-    uint8_t k[8], b[4];
+    uint8_t k[9], b[4];
     put_u64(k, (uint64_t)user);
+    k[8] = KEY_COUNT;
     put_u32(b, count);
     MDB_val kv = {sizeof k, k}, v = {sizeof b, b};
     int rc;
     if (count == 0) {
-        rc = mdb_del(txn, s->users, &kv, NULL);
+        rc = mdb_del(txn, s->keys, &kv, NULL);
         if (rc == MDB_NOTFOUND)
             rc = 0;
     } else {
-        rc = mdb_put(txn, s->users, &kv, &v, 0);
+        rc = mdb_put(txn, s->keys, &kv, &v, 0);
     }
     return rc;
 }
 
-/* Remove one entry from notes, byuser, ids and its user's count. */
+/* Remove one entry: its note, its seq and id keys, one from its user's count. */
 static int delete_entry(store *s, MDB_txn *txn, uint64_t seq, int64_t user, int64_t id)
 {
-    uint8_t k[16];
+    uint8_t k[KEY_LEN];
     put_u64(k, seq);
     MDB_val kv = {8, k};
     int rc = mdb_del(txn, s->notes, &kv, NULL);
     if (rc != 0)
         goto out;
-    key16(k, (uint64_t)user, seq);
-    kv.mv_size = 16;
-    rc = mdb_del(txn, s->byuser, &kv, NULL);
+    key_make(k, (uint64_t)user, KEY_SEQ, seq);
+    kv.mv_size = KEY_LEN;
+    rc = mdb_del(txn, s->keys, &kv, NULL);
     if (rc != 0)
         goto out;
-    key16(k, (uint64_t)user, (uint64_t)id);
-    rc = mdb_del(txn, s->ids, &kv, NULL);
+    key_make(k, (uint64_t)user, KEY_ID, (uint64_t)id);
+    rc = mdb_del(txn, s->keys, &kv, NULL);
     if (rc != 0)
         goto out;
     uint32_t count;
@@ -706,20 +720,20 @@ out:
 static int trim_one(store *s, MDB_txn *txn, int64_t user)
 {
     MDB_cursor *cur = NULL;
-    uint8_t k[16];
-    key16(k, (uint64_t)user, 0);
+    uint8_t k[KEY_LEN];
+    key_make(k, (uint64_t)user, KEY_SEQ, 0);
     MDB_val kv = {sizeof k, k}, v;
-    int rc = mdb_cursor_open(txn, s->byuser, &cur);
+    int rc = mdb_cursor_open(txn, s->keys, &cur);
     if (rc != 0) {
         cur = NULL;
         goto out;
     }
     rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
-    if (rc == 0 && (kv.mv_size != 16 || get_u64(kv.mv_data) != (uint64_t)user))
-        rc = E_CORRUPT;   /* users said the user has entries */
+    if (rc == 0 && !key_is(&kv, (uint64_t)user, KEY_SEQ))
+        rc = E_CORRUPT;   /* the count said the user has entries */
     if (rc != 0)
         goto out;
-    uint64_t seq = get_u64((const uint8_t *)kv.mv_data + 8);
+    uint64_t seq = get_u64((const uint8_t *)kv.mv_data + 9);
     mdb_cursor_close(cur);
     cur = NULL;
     note_hdr h;
@@ -737,11 +751,11 @@ out:
 static int append_one(store *s, MDB_txn *txn, const store_append *a, bool *dup,
                       store_write_stats *st)
 {
-    uint8_t k[16], sv[8];
-    key16(k, (uint64_t)a->user, (uint64_t)a->id);
+    uint8_t k[KEY_LEN], sv[8];
+    key_make(k, (uint64_t)a->user, KEY_ID, (uint64_t)a->id);
     put_u64(sv, a->seq);
     MDB_val kv = {sizeof k, k}, v = {sizeof sv, sv};
-    int rc = mdb_put(txn, s->ids, &kv, &v, MDB_NOOVERWRITE);
+    int rc = mdb_put(txn, s->keys, &kv, &v, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST) {
         *dup = true;
         st->duplicates++;
@@ -764,9 +778,9 @@ static int append_one(store *s, MDB_txn *txn, const store_append *a, bool *dup,
     if (a->json_len > 0)
         memcpy((uint8_t *)nv.mv_data + NOTE_HDR, a->json, a->json_len);
 
-    key16(k, (uint64_t)a->user, a->seq);
+    key_make(k, (uint64_t)a->user, KEY_SEQ, a->seq);
     MDB_val empty = {0, NULL};
-    rc = mdb_put(txn, s->byuser, &kv, &empty, MDB_NOOVERWRITE);
+    rc = mdb_put(txn, s->keys, &kv, &empty, MDB_NOOVERWRITE);
     if (rc == MDB_KEYEXIST)
         rc = E_CORRUPT;
     if (rc != 0)
@@ -1012,7 +1026,7 @@ static size_t evict_chunk(store *s)
 }
 
 /* A rough upper bound on the pages a batch dirties: with many users every
- * append touches its own leaf of byuser, ids and users; notes grow at one edge. */
+ * append touches its own leaf of keys (or two, at a split); notes grow at one edge. */
 static uint64_t batch_pages(const store *s, const store_append *a, size_t na, size_t nm)
 {
     uint64_t bytes = 0;
@@ -1278,19 +1292,19 @@ int store_replay(store *s, int64_t user, store_replay_mode mode, int64_t after_i
         ret = 0;   /* nothing can follow */
         goto out;
     }
-    if (mdb_cursor_open(s->rtxn, s->byuser, &cur) != 0) {
+    if (mdb_cursor_open(s->rtxn, s->keys, &cur) != 0) {
         cur = NULL;
         goto out;
     }
-    uint8_t k[16];
-    key16(k, (uint64_t)user, start + 1);
+    uint8_t k[KEY_LEN];
+    key_make(k, (uint64_t)user, KEY_SEQ, start + 1);
     MDB_val kv = {sizeof k, k}, v;
     int rc = mdb_cursor_get(cur, &kv, &v, MDB_SET_RANGE);
     int stop = 0;
     while (rc == 0 && stop == 0) {
-        if (kv.mv_size != 16 || get_u64(kv.mv_data) != (uint64_t)user)
+        if (!key_is(&kv, (uint64_t)user, KEY_SEQ))
             break;
-        uint64_t seq = get_u64((const uint8_t *)kv.mv_data + 8);
+        uint64_t seq = get_u64((const uint8_t *)kv.mv_data + 9);
         if (seq > max_seq)
             break;
         MDB_val nv;

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lmdb.h>
+
 #include "shm/store.h"
 #include "tests/check_main.h"
 
@@ -783,6 +785,40 @@ START_TEST(test_open_errors)
 }
 END_TEST
 
+START_TEST(test_old_version_refused)
+{
+    /* A store written by another layout version is refused by name, never
+     * read with the wrong layout (README: "Durability"). */
+    char dir[256], err[256];
+    make_dir(dir, sizeof dir);
+    store *s = NULL;
+    store_options o = opts(dir, 64 * MIB, 10, 0, false, true);
+    ck_assert_int_eq(store_open(&s, &o, err, sizeof err), 0);
+    store_close(s);
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi meta;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 8), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, 64 * MIB), 0);
+    ck_assert_int_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+    unsigned char one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    MDB_val k = {7, "version"}, v = {sizeof one, one};
+    ck_assert_int_eq(mdb_put(txn, meta, &k, &v, 0), 0);
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+    for (int writer = 1; writer >= 0; writer--) {
+        o.writer = writer;
+        err[0] = '\0';
+        ck_assert_int_eq(store_open(&s, &o, err, sizeof err), -1);
+        ck_assert_ptr_nonnull(strstr(err, "version 1, expected 2"));
+    }
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_smaller_map_on_reopen)
 {
     char dir[256];
@@ -1153,6 +1189,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_persist);
     tcase_add_test(tc, test_seq_not_increasing);
     tcase_add_test(tc, test_open_errors);
+    tcase_add_test(tc, test_old_version_refused);
     tcase_add_test(tc, test_smaller_map_on_reopen);
     tcase_add_test(tc, test_second_writer);
     tcase_add_test(tc, test_reader_process);
