@@ -2,6 +2,8 @@
 # install-deps.sh — install what wsnotify needs to build and test on Debian 12
 # (run as root): the Debian packages, node when it is missing, and the pinned
 # npm packages of the browser and node tests (tests/web, from its lock file).
+# --bench also installs what only the benchmarks use (README "Performance"):
+# nginx's nchan module (bench.py's comparison) and perf (bench-profile.sh).
 # What is installed already is left alone, so it is quick the second time.
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,6 +14,11 @@ libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler grpc-proto
 python3 python3-grpcio python3-protobuf protobuf-compiler-grpc
 mandoc systemd openssl liblmdb-dev libcrypt-dev libhiredis-dev redis-server nginx
 clang-14 libclang-rt-14-dev chromium"
+case "${1:-}" in
+--bench) PACKAGES="$PACKAGES libnginx-mod-nchan linux-perf" ;;
+"") ;;
+*) echo "usage: install-deps.sh [--bench]" >&2; exit 2 ;;
+esac
 # Node comes with some machines (NodeSource's nodejs bundles npm); Debian's
 # own packages otherwise.
 command -v node >/dev/null 2>&1 || PACKAGES="$PACKAGES nodejs npm"

@@ -15,6 +15,8 @@
 static void *pool_main(void *arg)
 {
     login_pool *p = arg;
+    /* A name for top -H and perf; without one it is only unnamed. */
+    (void)pthread_setname_np(pthread_self(), "wsn-login");
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (p->todo == NULL && !p->stopping)

@@ -483,6 +483,8 @@ static uint64_t monotonic_ms(void)
 static void *ep_thread_main(void *arg)
 {
     grpc_endpoint *e = arg;
+    /* A name for top -H, perf and bench-profile.sh; without one it is only unnamed. */
+    (void)pthread_setname_np(pthread_self(), "wsn-grpc");
     for (;;) {
         atomic_store_explicit(&e->beat_ms, monotonic_ms(), memory_order_relaxed);
         gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),

@@ -711,6 +711,8 @@ static void start_broadcasts(history *h)
 static void *history_main(void *arg)
 {
     history *h = arg;
+    /* A name for top -H, perf and bench-profile.sh; without one it is only unnamed. */
+    (void)pthread_setname_np(pthread_self(), "wsn-history");
     store_append *appends = NULL;
     size_t appends_cap = 0;
     store_mark *marks = NULL;
