@@ -498,6 +498,55 @@ START_TEST(test_trim)
 }
 END_TEST
 
+START_TEST(test_neighbour_users)
+{
+    /* A user's count, seq and id keys share one tree with its neighbours':
+     * replays, lookups and trims must stay inside one user's keys, whatever
+     * the ids (as large as STORE_MAX_ID, or equal to another key's seq). */
+    char dir[256];
+    make_dir(dir, sizeof dir);
+    store *s = writer(dir, 4, 0);
+    const int64_t users[] = {1, 2, 3, INT64_MAX - 1, INT64_MAX};
+    const int64_t ids[] = {1, 2, 3, STORE_MAX_ID, STORE_MAX_ID - 1, 7};
+    enum { NU = sizeof users / sizeof users[0], NI = sizeof ids / sizeof ids[0] };
+    uint64_t seq = 0;
+    for (int i = 0; i < NI; i++)          /* interleaved: seqs alternate between users */
+        for (int u = 0; u < NU; u++) {
+            seq++;
+            put1(s, users[u], ids[i], seq, seq, true);
+        }
+    for (int u = 0; u < NU; u++) {
+        collect c = {0};
+        ck_assert_int_eq(store_replay(s, users[u], STORE_REPLAY_AFTER, 0, UINT64_MAX, 0,
+                                      collect_fn, &c, NULL), 0);
+        ck_assert_int_eq(c.n, 4);          /* history 4: the two oldest trimmed */
+        for (int k = 0; k < 4; k++) {
+            ck_assert_int_eq(c.ids[k], ids[k + 2]);
+            ck_assert_uint_eq(c.seqs[k], (uint64_t)((k + 2) * NU + u + 1));
+        }
+        store_entry e;
+        ck_assert_int_eq(store_find(s, users[u], 1, 0, &e), 1);
+        ck_assert_int_eq(store_find(s, users[u], STORE_MAX_ID, 0, &e), 0);
+        ck_assert_int_eq(e.user, users[u]);
+        ck_assert_uint_eq(e.seq, (uint64_t)(3 * NU + u + 1));
+        memset(&c, 0, sizeof c);
+        ck_assert_int_eq(store_replay(s, users[u], STORE_REPLAY_AFTER, STORE_MAX_ID,
+                                      UINT64_MAX, 0, collect_fn, &c, NULL), 0);
+        ck_assert_int_eq(c.n, 2);
+        ck_assert_int_eq(c.ids[0], STORE_MAX_ID - 1);
+    }
+    collect none = {0};
+    ck_assert_int_eq(store_replay(s, 4, STORE_REPLAY_AFTER, 0, UINT64_MAX, 0, collect_fn,
+                                  &none, NULL), 0);
+    ck_assert_int_eq(none.n, 0);           /* a user between the others has nothing */
+    store_usage us;
+    ck_assert_int_eq(store_get_usage(s, &us), 0);
+    ck_assert_uint_eq(us.entries, 4 * NU);
+    store_close(s);
+    remove_dir(dir);
+}
+END_TEST
+
 START_TEST(test_ttl_and_sweep)
 {
     char dir[256];
@@ -1181,6 +1230,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_replay_unsent);
     tcase_add_test(tc, test_marks_forward);
     tcase_add_test(tc, test_trim);
+    tcase_add_test(tc, test_neighbour_users);
     tcase_add_test(tc, test_ttl_and_sweep);
     tcase_add_test(tc, test_map_full_few_users);
     tcase_add_test(tc, test_map_full_many_users);
