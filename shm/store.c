@@ -398,8 +398,11 @@ static int open_dbis(store *s, const char *dir, char *err, size_t err_size)
         txn = NULL;
         goto fail;
     }
-    const char *names[] = {"notes", "keys", "meta"};
-    MDB_dbi *dbis[] = {&s->notes, &s->keys, &s->meta};
+    /* meta first: another layout's store is refused by its version before
+     * the databases of this one are looked for (or created). */
+    const char *names[] = {"meta", "notes", "keys"};
+    MDB_dbi *dbis[] = {&s->meta, &s->notes, &s->keys};
+    uint64_t version = 0, next_id;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         rc = mdb_dbi_open(txn, names[i], flags, dbis[i]);
         if (rc == MDB_NOTFOUND) {
@@ -408,21 +411,22 @@ static int open_dbis(store *s, const char *dir, char *err, size_t err_size)
         }
         if (rc != 0)
             goto fail;
-    }
-    uint64_t version, next_id;
-    rc = meta_get(txn, s->meta, "version", &version);
-    if (rc != 0)
-        goto fail;
-    if (version == 0 && s->writer) {
-        version = STORE_VERSION;
-        rc = meta_put(txn, s->meta, "version", version);
+        if (i > 0)
+            continue;
+        rc = meta_get(txn, s->meta, "version", &version);
         if (rc != 0)
             goto fail;
-    }
-    if (version != STORE_VERSION) {
-        set_err(err, err_size, "%s holds a store of version %" PRIu64 ", expected %u", dir,
-                version, STORE_VERSION);
-        goto out;
+        if (version == 0 && s->writer) {
+            version = STORE_VERSION;
+            rc = meta_put(txn, s->meta, "version", version);
+            if (rc != 0)
+                goto fail;
+        }
+        if (version != STORE_VERSION) {
+            set_err(err, err_size, "%s holds a store of version %" PRIu64 ", expected %u", dir,
+                    version, STORE_VERSION);
+            goto out;
+        }
     }
     if (s->writer) {
         rc = meta_put(txn, s->meta, "map_size", s->bound);
@@ -1066,8 +1070,8 @@ static int make_room(store *s, uint64_t need, uint64_t *evicted, char *err, size
         uint64_t spare = map_pages > used ? map_pages - used : 0;
         if (spare >= want || entries == 0)
             break;
-        /* An evicted entry may dirty a leaf in each index, and their branch
-         * pages: no more than the spare pages allow. */
+        /* An evicted entry may dirty a leaf of notes and one of keys, and their
+         * branch pages: no more than the spare pages allow. */
         uint64_t k = entries / 16;
         k = k < EVICT_MIN ? EVICT_MIN : k > EVICT_MAX ? EVICT_MAX : k;
         if (k > spare / 8)

@@ -197,16 +197,23 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->loop.base);
 }
 
-/* Every second, the next 1/--heartbeat of the sessions get their ping, so
- * each gets one per interval and no tick writes to all of them at once (a
- * sweep of 100 000 pings would hold every notification behind it). */
+/* Every second, the next slice of the sessions (in user-map order) gets its
+ * ping, so no tick writes to all of them at once (a sweep of 100 000 pings
+ * would hold every notification behind it). A pass takes half the interval:
+ * the map changes under the saved position (a deletion shifts an entry back
+ * over it, a growth rehashes), so a pass can miss a session, and the next
+ * pass, at most half an interval later, catches it: a ping at least every
+ * --heartbeat seconds (README "Connection rules"). */
 static void worker_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     worker *w = arg;
     conn_loop_clock(&w->loop);
-    size_t slice = w->users.count / w->cfg->heartbeat + 1;
+    unsigned half = w->cfg->heartbeat / 2 > 0 ? w->cfg->heartbeat / 2 : 1;
+    size_t slice = w->users.count / half + 1;
+    if (slice > w->users.count)
+        slice = w->users.count; /* everyone, once */
     void *batch[WORKER_PING_CHUNK];
     for (size_t done = 0; done < slice;) {
         size_t want = slice - done < WORKER_PING_CHUNK ? slice - done : WORKER_PING_CHUNK;

@@ -10,6 +10,8 @@ Set WSN_E2E_LOG_LEVEL=debug to start the daemons with --log-level debug.
 import itertools
 import json
 import os
+import random
+import select
 import signal
 import socket
 import sys
@@ -723,6 +725,71 @@ class HeartbeatTests(E2ETest):
         for silence, frac, got in results:
             self.assertGreaterEqual(silence, 1.9, "closed after %.3f s of silence (< 2 intervals of 1 s); "
                                     "connected at monotonic fraction %.3f; %r" % (silence, frac, got))
+
+    def test_ping_every_interval_while_sessions_come_and_go(self):
+        """README: a ping every --heartbeat seconds, to every session, also while the
+        worker's user map changes under its ping pass: 800 other sessions arrive
+        (the map grows and rehashes), then leave one by one in random order
+        (deletions shift entries back), and a few more churn all along."""
+        hb = 4
+        d = self.new_daemon(workers=1, heartbeat=hb)
+        watched = {}
+        for _ in range(300):
+            c, _, _ = self.open_client(d)
+            watched[c] = [time.monotonic()]      # connect time, then every ping's
+        extras, churn = [], []
+        closing, bad_extras = False, 0
+        rng = random.Random(7)
+        t0 = time.monotonic()
+        next_churn = t0
+        while time.monotonic() - t0 < 13.0:
+            now = time.monotonic()
+            if now - t0 >= 1.0 and len(extras) < 800 and not closing:
+                for _ in range(40):
+                    extras.append(d.connect_user(next_uid(), auto_pong=False))
+            elif now - t0 >= 5.0 and extras:
+                closing = True   # then they go, in random order, till the end
+                for _ in range(min(len(extras), 8)):
+                    e = extras.pop(rng.randrange(len(extras)))
+                    if isinstance(e, wc.WSConnection):
+                        e.abort()
+                    else:
+                        bad_extras += 1
+            if now >= next_churn:
+                churn.append(d.connect_user(next_uid(), auto_pong=False))
+                if len(churn) > 5:
+                    old = churn.pop(0)
+                    if isinstance(old, wc.WSConnection):
+                        old.abort()
+                next_churn += 0.1
+            socks = {c.sock: c for c in watched}
+            ready, _, _ = select.select(list(socks), [], [], 0.02)
+            for sk in ready:
+                c = socks[sk]
+                while True:
+                    try:
+                        f = c.recv_frame(0.005)
+                    except wc.WSTimeout:
+                        break
+                    except wc.WSEOF:
+                        self.fail("a watched session was closed after %.1f s" % (time.monotonic() - t0))
+                    if f.opcode == OP_PING:
+                        watched[c].append(time.monotonic())
+                    elif f.opcode == OP_CLOSE:
+                        self.fail("a watched session got close %r" % (c.close_received,))
+        end = time.monotonic()
+        bad_extras += sum(1 for e in extras if not isinstance(e, wc.WSConnection))
+        self.assertEqual(bad_extras, 0, "some of the 800 extra sessions were not upgraded")
+        worst = 0.0
+        for times in watched.values():
+            gaps = [b - a for a, b in zip(times, times[1:])] + [end - times[-1]]
+            worst = max(worst, max(gaps))
+        print("  [longest wait for a ping: %.2f s with --heartbeat %d]" % (worst, hb))
+        # one tick (1 s) of granularity and some scheduling slack on top of the interval
+        self.assertLessEqual(worst, hb + 2.0, "a session waited %.2f s for a ping" % worst)
+        for e in extras + churn:
+            if isinstance(e, wc.WSConnection):
+                e.abort()
 
 
 # =========================================================================== worker crash
