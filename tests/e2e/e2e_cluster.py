@@ -36,7 +36,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -287,30 +286,9 @@ def node(redis_url, name, extra=(), workers=WORKERS):
                      extra_args=list(FAST) + ["--redis", redis_url, "--node-id", name] + list(extra))
 
 
-_CHANNELS = {}
-
-
-def stub(d):
-    key = d.grpc_port
-    if key not in _CHANNELS:
-        ch = grpc.insecure_channel("127.0.0.1:%d" % key, options=eg.CHANNEL_OPTIONS)
-        grpc.channel_ready_future(ch).result(timeout=10)
-        _CHANNELS[key] = (ch, eg.pbg.NotificationServiceStub(ch))
-    return _CHANNELS[key][1]
-
-
-def close_channel(d):
-    ch = _CHANNELS.pop(d.grpc_port, None)
-    if ch:
-        ch[0].close()
-
-
-def req(user, **kw):
-    kw.setdefault("type", "match_created")
-    kw.setdefault("title", "Title for %d" % user)
-    kw.setdefault("message", "Message for %d" % user)
-    kw.setdefault("send_push", True)
-    return eg.pb.SendNotificationRequest(user_id=user, **kw)
+stub = eg.notification_stub
+close_channel = eg.close_notification_channel
+req = eg.notification_request
 
 
 def send(d, user, timeout=RPC_TIMEOUT, **kw):
@@ -390,15 +368,6 @@ def poll(fn, timeout, interval=0.05):
         if time.monotonic() >= deadline:
             return False, v
         time.sleep(interval)
-
-
-def reset(c):
-    """Close with a TCP reset."""
-    try:
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    c.abort()
 
 
 def ws_path(d, user, last_id=None):
@@ -737,20 +706,8 @@ class ClusterTest(ClusterClass):
             self.clients.extend(c for _, c in ws)
             self.assertEqual(len(ws), len(res), "round %d: not every racing upgrade got a 101: %r"
                              % (rnd, [c for _, c in res]))
-            closed = {}
-            deadline = time.monotonic() + SPEC_DEADLINE
-            while time.monotonic() < deadline and len(closed) < len(ws) - 1:
-                for i, (_, c) in enumerate(ws):
-                    if i in closed:
-                        continue
-                    try:
-                        c.recv_message(0.01)
-                    except wc.WSClosed as e:
-                        closed[i] = (e.code, e.reason)
-                    except wc.WSEOF:
-                        closed[i] = (1006, "")
-                    except wc.WSTimeout:
-                        pass
+            closed = wc.collect_closes([c for _, c in ws], len(ws) - 1,
+                                       time.monotonic() + SPEC_DEADLINE)
             # Settled? A late, wrong close of the survivor would show here.
             end = time.monotonic() + 0.5
             while time.monotonic() < end:
@@ -1019,7 +976,7 @@ class ClusterTest(ClusterClass):
             if how == "close":
                 self.close(c)
             else:
-                reset(c)
+                wc.reset(c)
             for via in self.nodes:
                 self.wait_delivered(via, u, False, t0 + SPEC_DEADLINE,
                                     "5 s after the %s of user %d's connection on %s"

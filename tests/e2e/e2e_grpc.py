@@ -138,6 +138,35 @@ class Ctx:
         self.clients = []
 
 
+_CHANNELS = {}
+
+
+def notification_stub(d):
+    """The NotificationService stub for daemon d's current gRPC port (one channel per
+    port, kept open for the file's other calls)."""
+    key = d.grpc_port
+    if key not in _CHANNELS:
+        ch = grpc.insecure_channel("127.0.0.1:%d" % key, options=CHANNEL_OPTIONS)
+        grpc.channel_ready_future(ch).result(timeout=10)
+        _CHANNELS[key] = (ch, pbg.NotificationServiceStub(ch))
+    return _CHANNELS[key][1]
+
+
+def close_notification_channel(d):
+    ch = _CHANNELS.pop(d.grpc_port, None)
+    if ch:
+        ch[0].close()
+
+
+def notification_request(user, **kw):
+    """A SendNotificationRequest for user with test defaults for the fields not given."""
+    kw.setdefault("type", "match_created")
+    kw.setdefault("title", "Title for %d" % user)
+    kw.setdefault("message", "Message for %d" % user)
+    kw.setdefault("send_push", True)
+    return pb.SendNotificationRequest(user_id=user, **kw)
+
+
 def rpc_error(fn, *a, **kw):
     """The grpc.RpcError fn raises, or None if it succeeds."""
     try:

@@ -25,7 +25,6 @@ import shutil
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import sys
 import tempfile
@@ -62,31 +61,9 @@ def next_uid():
 
 # --------------------------------------------------------------------------- gRPC
 
-_CHANNELS = {}
-
-
-def stub(d):
-    """The NotificationService stub for d's current gRPC port."""
-    key = d.grpc_port
-    if key not in _CHANNELS:
-        ch = grpc.insecure_channel("127.0.0.1:%d" % key, options=eg.CHANNEL_OPTIONS)
-        grpc.channel_ready_future(ch).result(timeout=10)
-        _CHANNELS[key] = (ch, eg.pbg.NotificationServiceStub(ch))
-    return _CHANNELS[key][1]
-
-
-def close_channel(d):
-    ch = _CHANNELS.pop(d.grpc_port, None)
-    if ch:
-        ch[0].close()
-
-
-def req(user, **kw):
-    kw.setdefault("type", "match_created")
-    kw.setdefault("title", "Title for %d" % user)
-    kw.setdefault("message", "Message for %d" % user)
-    kw.setdefault("send_push", True)
-    return eg.pb.SendNotificationRequest(user_id=user, **kw)
+stub = eg.notification_stub
+close_channel = eg.close_notification_channel
+req = eg.notification_request
 
 
 def send(d, user, timeout=RPC_TIMEOUT, **kw):
@@ -151,45 +128,8 @@ def upgrade(d, path, headers=None, src_port=None, timeout=5.0):
     -> WSConnection or HTTPResponse"""
     if src_port is None:
         return d.connect(path, headers, timeout)
-    p = start_from(d, path, headers, src_port, timeout)
+    p = wc.start_handshake_from(d.host, d.port, src_port, path, headers, timeout)
     return wc.finish_handshake(p)
-
-
-def start_from(d, path, headers, src_port, timeout=5.0):
-    """TCP from src_port (retried while the port is being released) and the
-    upgrade request sent. -> wc._Pending"""
-    for _ in range(50):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            if src_port:
-                s.bind(("127.0.0.1", src_port))
-            s.settimeout(timeout)
-            s.connect((d.host, d.port))
-            break
-        except OSError:
-            s.close()
-            time.sleep(0.05)
-    else:
-        raise AssertionError("cannot connect from port %r" % src_port)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    key = wc._ws_key()
-    h = {"Host": "%s:%d" % (d.host, d.port), "Upgrade": "websocket", "Connection": "Upgrade",
-         "Sec-WebSocket-Key": key, "Sec-WebSocket-Version": "13"}
-    h.update(headers or {})
-    raw = "GET %s HTTP/1.1\r\n" % path + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
-    s.sendall(raw.encode("latin-1"))
-    s.setblocking(False)
-    return wc._Pending(s, key, time.monotonic() + timeout)
-
-
-def reset(c):
-    """Close with a TCP reset: no TIME_WAIT keeps the source port."""
-    try:
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    c.abort()
 
 
 def connected_data(user):
@@ -224,7 +164,7 @@ def probe_slot_ports(d, per_slot, max_probes=600):
         try:
             c.recv_json(3)
         finally:
-            reset(c)
+            wc.reset(c)
         slot = d.worker_of(pu, timeout=3)
         if slot is not None and len(pools.get(slot, ())) < per_slot:
             pools[slot].append(port)
@@ -479,7 +419,7 @@ class HistoryTest(DaemonClass):
         ids = [send(self.d, u, title="a%d" % i).notification_id for i in range(5)]
         seen = self.recv_ids(c, 2, "first two")
         self.assertEqual(seen, ids[:2])
-        reset(c)
+        wc.reset(c)
         more = [send(self.d, u, title="b%d" % i).notification_id for i in range(3)]
         c, data = self.open_ws(u, last_id=seen[-1])
         self.assert_connected(data, u, True, "resume after reset")
@@ -1362,7 +1302,7 @@ class RaceTest(DaemonClass):
             self.assertEqual(self.recv_ids(c1, n, "iteration %d, live" % i), ids)
             written.update((x, i) for x in ids)
             if i % 2:
-                reset(c1)
+                wc.reset(c1)
             else:
                 self.close(c1)
             c2 = upgrade(d, ws_path(d, u), src_port=pools[b][0])
@@ -1371,7 +1311,7 @@ class RaceTest(DaemonClass):
             m = c2.recv_json(3)
             self.assertEqual(m.get("type"), "connected", "iteration %d: %r" % (i, m))
             no_replay(c2, i, "the reconnect", b)
-            reset(c2)
+            wc.reset(c2)
         if doubles:
             self.fail("%d time(s) in %d rounds a connection without last_id "
                       "replayed a notification already written to an earlier connection:\n%s"
@@ -1478,7 +1418,7 @@ class RaceTest(DaemonClass):
                     rec, path, headers = open_conn(u, "resume", lid, via)
                     rec.src_slot = slot
                     recs.append(rec)
-                    pend.append(start_from(d, path, headers, port))
+                    pend.append(wc.start_handshake_from(d.host, d.port, port, path, headers))
                 conns = []
                 for rec, p in zip(recs, pend):
                     try:

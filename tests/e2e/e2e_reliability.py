@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import socket
-import struct
 import sys
 import tempfile
 import threading
@@ -79,7 +78,7 @@ def port_for_worker(d, slot, tries=200):
             continue
         c.recv_json(3)
         got = d.worker_of(probe_user, timeout=3)
-        reset(c)
+        wc.reset(c)
         if got == slot:
             return port
     raise AssertionError("no source port reached worker %d" % slot)
@@ -97,37 +96,9 @@ def connect_on_worker(d, user, slot, port=None):
 
 
 def connect_from(d, user, port, timeout=5.0):
-    """An upgrade of user from source port port (retried while the port is
-    still being released). -> WSConnection or HTTPResponse"""
-    key = wc._ws_key()
-    for _ in range(50):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            s.settimeout(timeout)
-            s.connect((d.host, d.port))
-            break
-        except OSError:
-            s.close()
-            time.sleep(0.05)
-    else:
-        raise AssertionError("cannot connect from port %d" % port)
-    req = ("GET /ws?token=%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n"
-           % (d.token(user), d.host, d.port, key))
-    s.sendall(req.encode("ascii"))
-    s.setblocking(False)
-    return wc.finish_handshake(wc._Pending(s, key, time.monotonic() + timeout))
-
-
-def reset(c):
-    """Close with a TCP reset: no TIME_WAIT keeps the source port."""
-    try:
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    c.abort()
+    """An upgrade of user from source port port. -> WSConnection or HTTPResponse"""
+    return wc.finish_handshake(
+        wc.start_handshake_from(d.host, d.port, port, "/ws?token=" + d.token(user), None, timeout))
 
 
 def metric(d, name, labels=""):
@@ -175,19 +146,7 @@ class ReliabilityTest(DaemonClass):
             self.assertEqual(len(ws), per_round, "not every racing upgrade got a 101: %r" % conns)
             # Settle: every connection but one must see its 4000 within a bound.
             deadline = time.monotonic() + 3.0
-            closed = {}
-            while time.monotonic() < deadline and len(closed) < per_round - 1:
-                for i, c in enumerate(ws):
-                    if i in closed:
-                        continue
-                    try:
-                        c.recv_message(0.02)
-                    except wc.WSClosed as e:
-                        closed[i] = (e.code, e.reason)
-                    except wc.WSEOF:
-                        closed[i] = (1006, "")
-                    except wc.WSTimeout:
-                        pass
+            closed = wc.collect_closes(ws, per_round - 1, deadline, step=0.02)
             time.sleep(0.2)   # a late, wrong 4000 to the survivor would show here
             for i, c in enumerate(ws):
                 if i in closed:

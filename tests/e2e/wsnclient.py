@@ -543,10 +543,9 @@ class _Pending:
         self.sock, self.key, self.deadline = sock, key, deadline
 
 
-def start_handshake(host, port, path="/ws", headers=None, timeout=5.0, ssl_context=None):
-    """Open TCP and send the upgrade request. headers override the defaults; a value of
+def _upgrade_request(host, port, path, headers):
+    """-> (request text, Sec-WebSocket-Key). headers override the defaults; a value of
     None removes a default header."""
-    deadline = _deadline(timeout)
     key = _ws_key()
     h = {
         "Host": "%s:%d" % (host, port),
@@ -560,9 +559,16 @@ def start_handshake(host, port, path="/ws", headers=None, timeout=5.0, ssl_conte
             if dk.lower() == k.lower():
                 del h[dk]
         h[k] = v
-    key = h.get("Sec-WebSocket-Key")
     req = "GET %s HTTP/1.1\r\n" % path + "".join(
         "%s: %s\r\n" % (k, v) for k, v in h.items() if v is not None) + "\r\n"
+    return req, h.get("Sec-WebSocket-Key")
+
+
+def start_handshake(host, port, path="/ws", headers=None, timeout=5.0, ssl_context=None):
+    """Open TCP and send the upgrade request. headers override the defaults; a value of
+    None removes a default header."""
+    deadline = _deadline(timeout)
+    req, key = _upgrade_request(host, port, path, headers)
     s = _connect_tcp(host, port, timeout, ssl_context)
     try:
         _sendall(s, req.encode("latin-1"), deadline)
@@ -570,6 +576,63 @@ def start_handshake(host, port, path="/ws", headers=None, timeout=5.0, ssl_conte
         s.close()
         raise
     return _Pending(s, key, deadline)
+
+
+def start_handshake_from(host, port, src_port, path="/ws", headers=None, timeout=5.0):
+    """start_handshake over plain TCP from source port src_port of 127.0.0.1 (None: any),
+    retried while the port is still being released (TIME_WAIT, a reset in flight)."""
+    deadline = _deadline(timeout)
+    req, key = _upgrade_request(host, port, path, headers)
+    for _ in range(50):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            if src_port:
+                s.bind(("127.0.0.1", src_port))
+            s.settimeout(timeout)
+            s.connect((host, port))
+            break
+        except OSError:
+            s.close()
+            time.sleep(0.05)
+    else:
+        raise AssertionError("cannot connect from port %r" % src_port)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.setblocking(False)
+    try:
+        _sendall(s, req.encode("latin-1"), deadline)
+    except BaseException:
+        s.close()
+        raise
+    return _Pending(s, key, deadline)
+
+
+def reset(c):
+    """Close c with a TCP reset: no TIME_WAIT keeps its source port."""
+    try:
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    c.abort()
+
+
+def collect_closes(conns, want, deadline, step=0.01):
+    """Read conns until want of them are closed or the deadline.
+    -> {index in conns: (close code, reason)}, 1006 for a close without a frame."""
+    closed = {}
+    while time.monotonic() < deadline and len(closed) < want:
+        for i, c in enumerate(conns):
+            if i in closed:
+                continue
+            try:
+                c.recv_message(step)
+            except WSClosed as e:
+                closed[i] = (e.code, e.reason)
+            except WSEOF:
+                closed[i] = (1006, "")
+            except WSTimeout:
+                pass
+    return closed
 
 
 def finish_handshake(p, auto_pong=True):

@@ -16,7 +16,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,37 +26,15 @@
 #include "src/common/auth.h"
 #include "src/common/jwt_keys.h"
 #include "tests/check_main.h"
+#include "tests/scratch_dir.h"
 
 #define NOW ((time_t)1700000000)
 #define GOOD_CLAIMS "{\"user_id\":5,\"email\":\"e@x\",\"exp\":1700000100}"
 
-static char dir[64];
-
-static char *path_of(const char *name)
-{
-    static char buf[8][160];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-    return p;
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char full[1200];
-    snprintf(full, sizeof full, "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
-    ck_assert_msg(system(full) == 0, "failed: %s", cmd);
-}
 
 static void write_file(const char *name, const void *data, size_t len)
 {
-    FILE *f = fopen(path_of(name), "wb");
+    FILE *f = fopen(scratch_path(name), "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(data, 1, len, f), len);
     ck_assert_int_eq(fclose(f), 0);
@@ -65,49 +42,46 @@ static void write_file(const char *name, const void *data, size_t len)
 
 static void setup_keys(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/wsn-test-jwt-keys-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key");
-    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2.key");
-    sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out rsa1024.key");
-    sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key");
-    sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384.key");
-    sh("openssl genpkey -algorithm ed25519 -out ed.key");
-    sh("openssl genpkey -algorithm ed25519 -out ed2.key");
-    sh("openssl genpkey -algorithm ed448 -out ed448.key");
+    scratch_make("wsn-test-jwt-keys");
+    scratch_sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.key");
+    scratch_sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa2.key");
+    scratch_sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out rsa1024.key");
+    scratch_sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key");
+    scratch_sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384.key");
+    scratch_sh("openssl genpkey -algorithm ed25519 -out ed.key");
+    scratch_sh("openssl genpkey -algorithm ed25519 -out ed2.key");
+    scratch_sh("openssl genpkey -algorithm ed448 -out ed448.key");
     const char *keys[] = {"rsa", "rsa2", "rsa1024", "ec", "ec384", "ed", "ed2", "ed448"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        sh("openssl pkey -in %s.key -pubout -out %s.pub", keys[i], keys[i]);
-    sh("openssl pkey -in rsa.key -pubout -outform DER -out rsa.der");
-    sh("openssl rsa -in rsa.key -RSAPublicKey_out -out rsa-pkcs1.pub");
-    sh("openssl req -x509 -new -key ec.key -subj /CN=idp -days 2 -out ec-cert.pem");
-    sh("openssl pkey -in rsa.key -aes128 -passout pass:pw -out rsa-enc.key");
-    sh("cat rsa.pub ec.pub ed.pub > all.pem");
-    sh("(echo '# our identity provider, 2026'; cat rsa.pub; echo; cat rsa2.pub ed.pub ed2.pub; "
+        scratch_sh("openssl pkey -in %s.key -pubout -out %s.pub", keys[i], keys[i]);
+    scratch_sh("openssl pkey -in rsa.key -pubout -outform DER -out rsa.der");
+    scratch_sh("openssl rsa -in rsa.key -RSAPublicKey_out -out rsa-pkcs1.pub");
+    scratch_sh("openssl req -x509 -new -key ec.key -subj /CN=idp -days 2 -out ec-cert.pem");
+    scratch_sh("openssl pkey -in rsa.key -aes128 -passout pass:pw -out rsa-enc.key");
+    scratch_sh("cat rsa.pub ec.pub ed.pub > all.pem");
+    scratch_sh("(echo '# our identity provider, 2026'; cat rsa.pub; echo; cat rsa2.pub ed.pub ed2.pub; "
        "echo trailing words) > several.pem");
     write_file("garbage.pem", "this is no key at all\n", 22);
     write_file("empty.pem", "", 0);
-    sh("(cat rsa.pub; printf -- '-----BEGIN PUBLIC KEY-----\\nnot*base64\\n"
+    scratch_sh("(cat rsa.pub; printf -- '-----BEGIN PUBLIC KEY-----\\nnot*base64\\n"
        "-----END PUBLIC KEY-----\\n') > broken.pem");
-    sh("(cat rsa.pub; printf -- '-----BEGIN PUBLIC KEY-----\\nAAAA\\n"
+    scratch_sh("(cat rsa.pub; printf -- '-----BEGIN PUBLIC KEY-----\\nAAAA\\n"
        "-----END PUBLIC KEY-----\\n') > bad-der.pem");
-    sh("(cat rsa.pub rsa.key) > with-private.pem");
-    sh("(echo '-----BEGIN EC PARAMETERS-----'; echo 'BggqhkjOPQMBBw=='; "
+    scratch_sh("(cat rsa.pub rsa.key) > with-private.pem");
+    scratch_sh("(echo '-----BEGIN EC PARAMETERS-----'; echo 'BggqhkjOPQMBBw=='; "
        "echo '-----END EC PARAMETERS-----'; cat ec.pub) > ec-params.pem");
 }
 
 static void teardown_keys(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    scratch_remove();
 }
 
 /* ---- helpers: keys and tokens ---- */
 
 static EVP_PKEY *private_key(const char *name)
 {
-    FILE *f = fopen(path_of(name), "r");
+    FILE *f = fopen(scratch_path(name), "r");
     ck_assert_ptr_nonnull(f);
     EVP_PKEY *k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
     fclose(f);
@@ -119,7 +93,7 @@ static jwt_keys *load_ok(const char *name)
 {
     jwt_keys *k = NULL;
     char err[512] = "";
-    ck_assert_msg(jwt_keys_load(&k, path_of(name), err, sizeof err) == 0, "%s: %s", name, err);
+    ck_assert_msg(jwt_keys_load(&k, scratch_path(name), err, sizeof err) == 0, "%s: %s", name, err);
     ck_assert_ptr_nonnull(k);
     return k;
 }
@@ -129,9 +103,9 @@ static void load_fails(const char *name, const char *says)
 {
     jwt_keys *k = (jwt_keys *)1;
     char err[512] = "";
-    ck_assert_int_eq(jwt_keys_load(&k, path_of(name), err, sizeof err), -1);
+    ck_assert_int_eq(jwt_keys_load(&k, scratch_path(name), err, sizeof err), -1);
     ck_assert_ptr_null(k);
-    ck_assert_msg(strstr(err, path_of(name)) != NULL, "'%s' does not name the file", err);
+    ck_assert_msg(strstr(err, scratch_path(name)) != NULL, "'%s' does not name the file", err);
     ck_assert_msg(strstr(err, says) != NULL, "'%s' does not say '%s'", err, says);
 }
 
@@ -340,12 +314,12 @@ START_TEST(load_refusals_name_the_file)
     /* A directory (or a FIFO) is refused without reading. */
     char err[512];
     jwt_keys *k = NULL;
-    ck_assert_int_eq(jwt_keys_load(&k, dir, err, sizeof err), -1);
+    ck_assert_int_eq(jwt_keys_load(&k, scratch_dir, err, sizeof err), -1);
     ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
-    ck_assert_int_eq(mkfifo(path_of("fifo"), 0600), 0);
-    ck_assert_int_eq(jwt_keys_load(&k, path_of("fifo"), err, sizeof err), -1);
+    ck_assert_int_eq(mkfifo(scratch_path("fifo"), 0600), 0);
+    ck_assert_int_eq(jwt_keys_load(&k, scratch_path("fifo"), err, sizeof err), -1);
     ck_assert_msg(strstr(err, "not a regular file") != NULL, "%s", err);
-    ck_assert_int_eq(unlink(path_of("fifo")), 0);
+    ck_assert_int_eq(unlink(scratch_path("fifo")), 0);
     ck_assert_int_eq(jwt_keys_load(&k, NULL, err, sizeof err), -1);
 }
 END_TEST
@@ -570,12 +544,12 @@ START_TEST(alg_confusion_refused)
 {
     /* The classic forgery: take the server's RSA public key, which is no
      * secret, and use its bytes as the HMAC key of an HS256 token. */
-    FILE *f = fopen(path_of("rsa.pub"), "rb");
+    FILE *f = fopen(scratch_path("rsa.pub"), "rb");
     ck_assert_ptr_nonnull(f);
     unsigned char pem[4096];
     size_t pem_len = fread(pem, 1, sizeof pem, f);
     fclose(f);
-    f = fopen(path_of("rsa.der"), "rb");
+    f = fopen(scratch_path("rsa.der"), "rb");
     ck_assert_ptr_nonnull(f);
     unsigned char der[4096];
     size_t der_len = fread(der, 1, sizeof der, f);
@@ -675,7 +649,7 @@ START_TEST(signer_round_trip)
     for (size_t i = 0; i < N_ALGS; i++) {
         jwt_signer *s = NULL;
         char err[512] = "";
-        ck_assert_msg(jwt_signer_load(&s, path_of(ALGS[i].key), err, sizeof err) == 0, "%s", err);
+        ck_assert_msg(jwt_signer_load(&s, scratch_path(ALGS[i].key), err, sizeof err) == 0, "%s", err);
         ck_assert_int_eq(jwt_signer_kind(s), ALGS[i].kind);
         auth_mint m = {.user_id = 77, .email = "m@x", .exp = NOW + 60, .nbf = NOW - 1,
                        .audience = "wsn", .issuer = "me"};
@@ -704,7 +678,7 @@ START_TEST(signer_round_trip)
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
         jwt_signer *s = (jwt_signer *)1;
         char err[512] = "";
-        ck_assert_int_eq(jwt_signer_load(&s, path_of(refused[i][0]), err, sizeof err), -1);
+        ck_assert_int_eq(jwt_signer_load(&s, scratch_path(refused[i][0]), err, sizeof err), -1);
         ck_assert_ptr_null(s);
         ck_assert_msg(strstr(err, refused[i][0]) && strstr(err, refused[i][1]), "%s", err);
     }

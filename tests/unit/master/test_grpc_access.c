@@ -6,7 +6,6 @@
 #include <check.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,66 +14,41 @@
 #include "src/common/config.h"
 #include "src/master/grpc_access.h"
 #include "tests/check_main.h"
+#include "tests/scratch_dir.h"
 
 #define TOKEN_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define TOKEN_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 
-static char dir[64];
-
-static char *path_of(const char *name)
-{
-    static char buf[8][160];
-    static int next;
-    char *p = buf[next++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
-    return p;
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char full[1200];
-    snprintf(full, sizeof full, "cd %s && (%s) >/dev/null 2>&1", dir, cmd);
-    ck_assert_msg(system(full) == 0, "failed: %s", cmd);
-}
 
 static void setup_files(void)
 {
-    snprintf(dir, sizeof dir, "/tmp/wsn-test-grpc-access-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    sh("printf '%%s\\n\\n%%s\\n' " TOKEN_A " " TOKEN_B " > tokens");
-    sh("printf '%%s\\n' " TOKEN_B " > tokens-b");
-    sh("printf 'short\\n' > tokens-bad");
-    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
+    scratch_make("wsn-test-grpc-access");
+    scratch_sh("printf '%%s\\n\\n%%s\\n' " TOKEN_A " " TOKEN_B " > tokens");
+    scratch_sh("printf '%%s\\n' " TOKEN_B " > tokens-b");
+    scratch_sh("printf 'short\\n' > tokens-bad");
+    scratch_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key "
        "-out ca.pem -subj /CN=ca -days 2");
-    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem "
+    scratch_sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout key.pem "
        "-out cert.pem -subj /CN=localhost -days 2");
-    sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other-key.pem");
-    sh("echo 'not a certificate' > garbage.pem");
-    sh("(cat ca.pem; printf -- '-----BEGIN CERTIFICATE-----\\nAAAA\\n"
+    scratch_sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other-key.pem");
+    scratch_sh("echo 'not a certificate' > garbage.pem");
+    scratch_sh("(cat ca.pem; printf -- '-----BEGIN CERTIFICATE-----\\nAAAA\\n"
        "-----END CERTIFICATE-----\\n') > broken-ca.pem");
 }
 
 static void teardown_files(void)
 {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    ck_assert_int_eq(system(cmd), 0);
+    scratch_remove();
 }
 
 static wsn_config cfg_with(const char *tokens, const char *cert, const char *key, const char *ca)
 {
     wsn_config c;
     config_defaults(&c);
-    c.grpc_token_file = tokens ? path_of(tokens) : NULL;
-    c.grpc_tls_cert = cert ? path_of(cert) : NULL;
-    c.grpc_tls_key = key ? path_of(key) : NULL;
-    c.grpc_client_ca = ca ? path_of(ca) : NULL;
+    c.grpc_token_file = tokens ? scratch_path(tokens) : NULL;
+    c.grpc_tls_cert = cert ? scratch_path(cert) : NULL;
+    c.grpc_tls_key = key ? scratch_path(key) : NULL;
+    c.grpc_client_ca = ca ? scratch_path(ca) : NULL;
     return c;
 }
 
@@ -128,14 +102,14 @@ START_TEST(token_reload)
     char err[512] = "";
     ck_assert_msg(grpc_access_load(&c, err, sizeof err) == 0, "%s", err);
     /* A broken file: the old tokens stay. */
-    c.grpc_token_file = path_of("tokens-bad");
+    c.grpc_token_file = scratch_path("tokens-bad");
     grpc_access_reload(&c);
     ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_OK);
-    c.grpc_token_file = path_of("missing");
+    c.grpc_token_file = scratch_path("missing");
     grpc_access_reload(&c);
     ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_OK);
     /* A good one replaces them all. */
-    c.grpc_token_file = path_of("tokens-b");
+    c.grpc_token_file = scratch_path("tokens-b");
     grpc_access_reload(&c);
     ck_assert_int_eq(bearer("Bearer " TOKEN_A), GRPC_ACCESS_WRONG_TOKEN);
     ck_assert_int_eq(bearer("Bearer " TOKEN_B), GRPC_ACCESS_OK);
@@ -181,9 +155,9 @@ START_TEST(tls_credentials)
     ck_assert_ptr_nonnull(creds);
     grpc_server_credentials_release(creds);
     /* A reload with a mismatched key keeps the old files (logged), a good one is taken. */
-    c.grpc_tls_key = path_of("other-key.pem");
+    c.grpc_tls_key = scratch_path("other-key.pem");
     grpc_access_reload(&c);
-    c.grpc_tls_key = path_of("key.pem");
+    c.grpc_tls_key = scratch_path("key.pem");
     grpc_access_reload(&c);
     grpc_access_free();
     c = cfg_with(NULL, NULL, NULL, NULL);
